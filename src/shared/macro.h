@@ -72,3 +72,9 @@ static inline void strv_freep(char ***l) {
 static inline int negative_errno(void) {
         return errno > 0 ? -errno : -EIO;
 }
+
+/* Free a pointer and return NULL, for "p = mfree_str(p);". */
+static inline char *mfree_str(char *p) {
+        free(p);
+        return NULL;
+}
