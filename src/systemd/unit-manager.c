@@ -1,0 +1,488 @@
+/* The unit manager: transient units over sd-bus, followed through systemd's signals. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/log.h"
+#include "shared/macro.h"
+#include "systemd/unit-manager.h"
+
+#define SD_DEST "org.freedesktop.systemd1"
+#define SD_PATH "/org/freedesktop/systemd1"
+#define SD_MANAGER "org.freedesktop.systemd1.Manager"
+#define BUS_TIMEOUT_USEC (25ULL * 1000 * 1000)
+
+typedef struct Job Job;
+
+struct Job {
+        UnitManager *manager;
+        char *unit;
+        char *path;           /* job object path, once the method reply told us */
+        sd_bus_slot *call_slot;
+        unit_job_handler_t handler;
+        void *userdata;
+        Job *next;
+};
+
+struct UnitWatch {
+        UnitManager *manager;
+        char *unit;
+        char *path;                /* unit object path */
+        sd_bus_slot *match_slot;   /* PropertiesChanged on path */
+        sd_bus_slot *refresh_slot; /* GetAll in flight */
+        bool dirty;                /* another change arrived while a refresh was in flight */
+        bool reported;             /* the handler ran at least once */
+        UnitStatus status;
+        unit_status_handler_t handler;
+        void *userdata;
+        UnitWatch *next;
+};
+
+struct UnitManager {
+        sd_event *event;
+        sd_bus *bus;
+        sd_bus_slot *job_removed_slot;
+        Job *jobs;
+        UnitWatch *watches;
+};
+
+static Job *job_free(Job *j) {
+        if (!j)
+                return NULL;
+        sd_bus_slot_unref(j->call_slot);
+        free(j->unit);
+        free(j->path);
+        free(j);
+        return NULL;
+}
+
+static void job_unlink(UnitManager *m, Job *j) {
+        for (Job **p = &m->jobs; *p; p = &(*p)->next)
+                if (*p == j) {
+                        *p = j->next;
+                        return;
+                }
+}
+
+/* Finish a job: unlink first, so that the handler may start new jobs or free the manager's
+ * other objects safely. */
+static void job_finish(Job *j, int error, const char *result) {
+        UnitManager *m = j->manager;
+
+        job_unlink(m, j);
+        if (j->handler)
+                j->handler(m, j->unit, error, result, j->userdata);
+        job_free(j);
+}
+
+static int on_job_removed(sd_bus_message *message, void *userdata, sd_bus_error *ret_error) {
+        UnitManager *m = userdata;
+        const char *path, *unit, *result;
+        uint32_t id;
+        int r;
+
+        r = sd_bus_message_read(message, "uoss", &id, &path, &unit, &result);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to parse JobRemoved signal, ignoring: %m");
+                return 0;
+        }
+        for (Job *j = m->jobs; j; j = j->next)
+                if (j->path && strcmp(j->path, path) == 0) {
+                        job_finish(j, 0, result);
+                        break;
+                }
+        return 0;
+}
+
+static int on_job_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Job *j = userdata;
+        const sd_bus_error *e;
+        const char *path;
+        int r;
+
+        j->call_slot = sd_bus_slot_unref(j->call_slot);
+
+        e = sd_bus_message_get_error(reply);
+        if (e) {
+                r = -sd_bus_error_get_errno(e);
+                log_debug("Job for %s refused: %s: %s", j->unit, e->name, e->message ? e->message : "");
+                job_finish(j, r < 0 ? r : -EIO, e->message ? e->message : e->name);
+                return 0;
+        }
+        r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0) {
+                job_finish(j, r, "invalid-reply");
+                return 0;
+        }
+        j->path = strdup(path);
+        if (!j->path)
+                job_finish(j, -ENOMEM, "oom");
+        return 0;
+}
+
+static int job_new(UnitManager *m, const char *unit, unit_job_handler_t handler, void *userdata, Job **ret) {
+        Job *j = calloc(1, sizeof(*j));
+
+        if (!j)
+                return -ENOMEM;
+        j->manager = m;
+        j->handler = handler;
+        j->userdata = userdata;
+        j->unit = strdup(unit);
+        if (!j->unit) {
+                free(j);
+                return -ENOMEM;
+        }
+        *ret = j;
+        return 0;
+}
+
+static void job_start(UnitManager *m, Job *j) {
+        j->next = m->jobs;
+        m->jobs = j;
+}
+
+int unit_manager_new(UnitManager **ret, sd_event *event, bool user) {
+        _cleanup_(unit_manager_freep) UnitManager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->event = sd_event_ref(event);
+
+        r = user ? sd_bus_open_user(&m->bus) : sd_bus_open_system(&m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the %s bus: %m", user ? "user" : "system");
+        r = sd_bus_attach_event(m->bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return r;
+
+        /* The match must exist before any job does, or JobRemoved can be missed. */
+        r = sd_bus_match_signal(m->bus, &m->job_removed_slot, SD_DEST, SD_PATH, SD_MANAGER, "JobRemoved",
+                                on_job_removed, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add JobRemoved match: %m");
+
+        /* Most signals, PropertiesChanged included, are only sent once a client subscribed. */
+        r = sd_bus_call_method(m->bus, SD_DEST, SD_PATH, SD_MANAGER, "Subscribe", NULL, NULL, "");
+        if (r < 0)
+                return log_error_errno(r, "Failed to subscribe to systemd's signals: %m");
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+UnitManager *unit_manager_free(UnitManager *m) {
+        if (!m)
+                return NULL;
+        while (m->jobs) {
+                Job *j = m->jobs;
+                m->jobs = j->next;
+                job_free(j);
+        }
+        while (m->watches)
+                unit_watch_free(m->watches);
+        sd_bus_slot_unref(m->job_removed_slot);
+        if (m->bus) {
+                sd_bus_flush(m->bus);
+                sd_bus_detach_event(m->bus);
+                sd_bus_close_unref(m->bus);
+        }
+        sd_event_unref(m->event);
+        free(m);
+        return NULL;
+}
+
+sd_bus *unit_manager_get_bus(UnitManager *m) {
+        return m->bus;
+}
+
+int unit_manager_start_transient(UnitManager *m, const char *unit, unit_props_append_t append,
+                                 void *append_userdata, unit_job_handler_t handler, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        Job *j;
+        int r;
+
+        r = sd_bus_message_new_method_call(m->bus, &msg, SD_DEST, SD_PATH, SD_MANAGER, "StartTransientUnit");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(msg, "ss", unit, "fail");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(msg, 'a', "(sv)");
+        if (r < 0)
+                return r;
+        if (append) {
+                r = append(msg, append_userdata);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to build the properties of %s: %m", unit);
+        }
+        r = sd_bus_message_close_container(msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(msg, "a(sa(sv))", 0);
+        if (r < 0)
+                return r;
+
+        r = job_new(m, unit, handler, userdata, &j);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_async(m->bus, &j->call_slot, msg, on_job_reply, j, BUS_TIMEOUT_USEC);
+        if (r < 0) {
+                job_free(j);
+                return r;
+        }
+        job_start(m, j);
+        return 0;
+}
+
+static int unit_manager_job(UnitManager *m, const char *method, const char *unit, unit_job_handler_t handler,
+                            void *userdata) {
+        Job *j;
+        int r;
+
+        r = job_new(m, unit, handler, userdata, &j);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_method_async(m->bus, &j->call_slot, SD_DEST, SD_PATH, SD_MANAGER, method, on_job_reply, j,
+                                     "ss", unit, "replace");
+        if (r < 0) {
+                job_free(j);
+                return r;
+        }
+        job_start(m, j);
+        return 0;
+}
+
+int unit_manager_stop(UnitManager *m, const char *unit, unit_job_handler_t handler, void *userdata) {
+        return unit_manager_job(m, "StopUnit", unit, handler, userdata);
+}
+
+int unit_manager_restart(UnitManager *m, const char *unit, unit_job_handler_t handler, void *userdata) {
+        return unit_manager_job(m, "RestartUnit", unit, handler, userdata);
+}
+
+int unit_manager_reset_failed(UnitManager *m, const char *unit) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call_method(m->bus, SD_DEST, SD_PATH, SD_MANAGER, "ResetFailedUnit", &error, NULL, "s", unit);
+        if (r < 0 && !sd_bus_error_has_name(&error, "org.freedesktop.systemd1.NoSuchUnit"))
+                log_debug("ResetFailedUnit(%s): %s", unit, error.message ? error.message : strerror(-r));
+        sd_bus_error_free(&error);
+        return r < 0 ? r : 0;
+}
+
+static void copy_string(char *dst, size_t size, const char *src) {
+        size_t n = strnlen(src, size - 1);
+        memcpy(dst, src, n);
+        dst[n] = 0;
+}
+
+/* Parse a GetAll("") reply (a{sv} over every interface) into a status. */
+static int parse_status(sd_bus_message *reply, UnitStatus *ret) {
+        UnitStatus s = { .loaded = true };
+        char load_state[32] = "";
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *name, *str;
+
+                r = sd_bus_message_read(reply, "s", &name);
+                if (r < 0)
+                        return r;
+
+#define READ_STR(prop, field)                                                          \
+        if (strcmp(name, prop) == 0) {                                                 \
+                r = sd_bus_message_read(reply, "v", "s", &str);                        \
+                if (r < 0)                                                             \
+                        return r;                                                      \
+                copy_string(field, sizeof(field), str);                                \
+                goto next;                                                             \
+        }
+#define READ_NUM(prop, sig, field)                                                     \
+        if (strcmp(name, prop) == 0) {                                                 \
+                r = sd_bus_message_read(reply, "v", sig, &field);                      \
+                if (r < 0)                                                             \
+                        return r;                                                      \
+                goto next;                                                             \
+        }
+                READ_STR("ActiveState", s.active_state);
+                READ_STR("SubState", s.sub_state);
+                READ_STR("Result", s.result);
+                READ_STR("LoadState", load_state);
+                READ_NUM("MainPID", "u", s.main_pid);
+                READ_NUM("NRestarts", "u", s.n_restarts);
+                READ_NUM("ExecMainCode", "i", s.exec_main_code);
+                READ_NUM("ExecMainStatus", "i", s.exec_main_status);
+                READ_NUM("StateChangeTimestampMonotonic", "t", s.state_change_usec);
+#undef READ_STR
+#undef READ_NUM
+                r = sd_bus_message_skip(reply, "v");
+                if (r < 0)
+                        return r;
+        next:
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+
+        /* A unit systemd loaded only because we asked about it is not a unit. */
+        if (strcmp(load_state, "not-found") == 0 || load_state[0] == 0)
+                s.loaded = false;
+        *ret = s;
+        return 0;
+}
+
+static void status_unloaded(UnitStatus *s) {
+        *s = (UnitStatus){ .loaded = false };
+        copy_string(s->active_state, sizeof(s->active_state), "inactive");
+        copy_string(s->sub_state, sizeof(s->sub_state), "dead");
+}
+
+int unit_manager_get_status(UnitManager *m, const char *unit, UnitStatus *ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_path_encode(SD_PATH "/unit", unit, &path);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_method(m->bus, SD_DEST, path, "org.freedesktop.DBus.Properties", "GetAll", &error, &reply,
+                               "s", "");
+        if (r < 0) {
+                sd_bus_error_free(&error);
+                status_unloaded(ret);
+                return 0;
+        }
+        sd_bus_error_free(&error);
+        r = parse_status(reply, ret);
+        if (r >= 0 && !ret->loaded)
+                status_unloaded(ret);
+        return r;
+}
+
+static int watch_refresh(UnitWatch *w);
+
+static int on_refresh_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        UnitWatch *w = userdata;
+        UnitStatus s;
+        int r;
+
+        w->refresh_slot = sd_bus_slot_unref(w->refresh_slot);
+
+        if (sd_bus_message_is_method_error(reply, NULL))
+                status_unloaded(&s);
+        else {
+                r = parse_status(reply, &s);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to parse the status of %s, ignoring: %m", w->unit);
+                        return 0;
+                }
+                if (!s.loaded)
+                        status_unloaded(&s);
+        }
+
+        if (w->dirty) {
+                /* Something changed again meanwhile: read once more before reporting. */
+                w->dirty = false;
+                r = watch_refresh(w);
+                if (r >= 0)
+                        return 0;
+        }
+
+        if (w->reported && memcmp(&s, &w->status, sizeof(s)) == 0)
+                return 0;
+        w->status = s;
+        w->reported = true;
+        if (w->handler)
+                w->handler(w->manager, w->unit, &w->status, w->userdata);
+        return 0;
+}
+
+static int watch_refresh(UnitWatch *w) {
+        if (w->refresh_slot) {
+                w->dirty = true;
+                return 0;
+        }
+        return sd_bus_call_method_async(w->manager->bus, &w->refresh_slot, SD_DEST, w->path,
+                                        "org.freedesktop.DBus.Properties", "GetAll", on_refresh_reply, w, "s", "");
+}
+
+static int on_properties_changed(sd_bus_message *message, void *userdata, sd_bus_error *ret_error) {
+        UnitWatch *w = userdata;
+        int r;
+
+        r = watch_refresh(w);
+        if (r < 0)
+                log_warning_errno(r, "Failed to refresh the status of %s, ignoring: %m", w->unit);
+        return 0;
+}
+
+int unit_manager_watch(UnitManager *m, const char *unit, unit_status_handler_t handler, void *userdata,
+                       UnitWatch **ret) {
+        UnitWatch *w;
+        int r;
+
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->manager = m;
+        w->handler = handler;
+        w->userdata = userdata;
+        status_unloaded(&w->status);
+        w->next = m->watches;
+        m->watches = w;
+
+        w->unit = strdup(unit);
+        if (!w->unit) {
+                unit_watch_free(w);
+                return -ENOMEM;
+        }
+        r = sd_bus_path_encode(SD_PATH "/unit", unit, &w->path);
+        if (r < 0) {
+                unit_watch_free(w);
+                return r;
+        }
+        r = sd_bus_match_signal(m->bus, &w->match_slot, SD_DEST, w->path, "org.freedesktop.DBus.Properties",
+                                "PropertiesChanged", on_properties_changed, w);
+        if (r >= 0)
+                r = watch_refresh(w);
+        if (r < 0) {
+                unit_watch_free(w);
+                return r;
+        }
+        if (ret)
+                *ret = w;
+        return 0;
+}
+
+UnitWatch *unit_watch_free(UnitWatch *w) {
+        if (!w)
+                return NULL;
+        for (UnitWatch **p = &w->manager->watches; *p; p = &(*p)->next)
+                if (*p == w) {
+                        *p = w->next;
+                        break;
+                }
+        sd_bus_slot_unref(w->match_slot);
+        sd_bus_slot_unref(w->refresh_slot);
+        free(w->unit);
+        free(w->path);
+        free(w);
+        return NULL;
+}
+
+const UnitStatus *unit_watch_get_status(UnitWatch *w) {
+        return &w->status;
+}
