@@ -1,0 +1,31 @@
+/* The orchestrator's configuration: defaults, overridden by a YAML file and the command line. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct DaemonConfig {
+        char *modules_dir;        /* scanned for module.yaml */
+        char *state_dir;          /* ports, config store */
+        char *runtime_dir;        /* module credentials (root-only), control socket */
+        char *listen;             /* module-facing gRPC endpoint, host:port (loopback by default) */
+        char *control_socket;     /* control endpoint (unix socket path, mode 0600) */
+        uint16_t port_min, port_max;
+        uint32_t health_interval_ms, health_timeout_ms, health_failure_threshold;
+        uint32_t registration_timeout_ms;
+        uint32_t restart_sec_ms, start_limit_burst, start_limit_interval_sec, stop_timeout_sec;
+        char *slice;              /* slice of the module units */
+        char *user;               /* run modules as this user; "" = the manager's default (root) */
+        bool user_manager;        /* manage the user's systemd instead of the system manager */
+        bool dev;                 /* run dev_command instead of command */
+} DaemonConfig;
+
+/* Fill in the built-in defaults (system or user manager). */
+int daemon_config_init(DaemonConfig *c, bool user_manager);
+void daemon_config_done(DaemonConfig *c);
+
+/* Read a YAML config file over the current values. Every problem is printed to err as
+ * "FILE:LINE:COLUMN: error: field 'x': message"; returns -EINVAL if there was any, -errno
+ * if the file cannot be read (-ENOENT is for the caller to decide). */
+int daemon_config_load(DaemonConfig *c, const char *path, FILE *err);
