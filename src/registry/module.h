@@ -1,0 +1,114 @@
+/* A module as the orchestrator sees it: manifest facts, unit, port, identity and state. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "systemd/unit-manager.h"
+
+typedef enum ModuleState {
+        MODULE_PENDING,             /* waiting for its dependencies to be READY */
+        MODULE_STARTING,            /* unit starting, or waiting for registration */
+        MODULE_WAITING_FOR_CONFIG,  /* registered, needs configuration */
+        MODULE_READY,               /* registered and configured */
+        MODULE_ERROR,               /* registration or configuration failed, or module said so */
+        MODULE_STOPPING,            /* being stopped by the orchestrator */
+        MODULE_STOPPED,             /* not running, by request */
+        MODULE_FAILED,              /* systemd gave up restarting it */
+        MODULE_DISABLED,            /* bad manifest or dependency problem: never started */
+        _MODULE_STATE_MAX,
+} ModuleState;
+
+typedef enum HealthState {
+        HEALTH_UNKNOWN,
+        HEALTH_SERVING,
+        HEALTH_NOT_SERVING,
+} HealthState;
+
+typedef struct EntityType {
+        char *name;
+        char *description;
+        char **capabilities;  /* NULL-terminated */
+} EntityType;
+
+typedef struct Module Module;
+
+struct Module {
+        /* From the manifest. */
+        char *name;
+        char *dir;            /* relative to the modules dir: the unit instance */
+        char *abs_dir;
+        char *version;
+        char *description;
+        char *command;
+        char *dev_command;
+        char **dependencies;  /* NULL-terminated module names */
+        char *disabled_reason;
+
+        /* Runtime. */
+        char *unit;           /* call-assistant-module@<escaped dir>.service */
+        char *token;          /* secret identity (hex); never logged */
+        char *token_path;     /* root-only file handed over with LoadCredential= */
+        uint16_t port;
+        ModuleState state;
+        char *state_message;
+        UnitStatus unit_status;
+        UnitWatch *watch;
+        uint32_t seen_main_pid;     /* main PID we registered; a new PID means a new process */
+        bool start_requested;       /* a start job is under way */
+        bool stop_requested;        /* the orchestrator is stopping it */
+        bool admin_stopped;         /* stopped on request: do not start it automatically */
+        bool adopted;               /* found running at orchestrator start */
+        bool registering;           /* a RegisterModule call is in flight */
+        bool registered;
+        uint64_t registered_at_usec;   /* CLOCK_REALTIME */
+        uint64_t started_at_usec;      /* CLOCK_MONOTONIC, when we asked systemd to start it */
+
+        /* What it told us at registration. */
+        char *reg_name, *reg_version, *reg_description;
+        EntityType *entity_types;
+        size_t n_entity_types;
+        char *config_schema;
+        bool config_required;
+
+        /* Health checking. */
+        HealthState health;
+        uint32_t health_failures;
+        bool health_in_flight;
+        void *health_timer;   /* sd_event_source */
+
+        void *client;         /* gRPC channel to the module (owned by the daemon layer) */
+        void *userdata;       /* owner's per-module data */
+};
+
+const char *module_state_to_string(ModuleState s);
+int module_state_from_string(const char *s);
+const char *health_state_to_string(HealthState s);
+
+/* A module is "up" for its dependents only when READY. */
+static inline bool module_is_ready(const Module *m) {
+        return m->state == MODULE_READY;
+}
+
+Module *module_new(const char *name, const char *dir, const char *abs_dir);
+Module *module_free(Module *m);
+void module_clear_registration(Module *m);
+int module_set_state(Module *m, ModuleState state, const char *message);
+int module_set_dependencies(Module *m, char *const *deps);
+
+static inline void module_freep(Module **m) {
+        module_free(*m);
+}
+
+/* The collection of modules, by name. */
+typedef struct Registry {
+        Module **modules;
+        size_t n_modules;
+} Registry;
+
+void registry_done(Registry *r);
+int registry_add(Registry *r, Module *m);  /* takes ownership */
+Module *registry_find(const Registry *r, const char *name);
+Module *registry_find_by_unit(const Registry *r, const char *unit);
+/* Constant-time comparison of the presented token against each module's. */
+Module *registry_find_by_token(const Registry *r, const char *token);
