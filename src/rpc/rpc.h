@@ -1,0 +1,124 @@
+/* The gRPC runtime: gRPC C core + protobuf-c, with every callback on the sd-event thread.
+ *
+ * One thread blocks in grpc_completion_queue_next() and hands completions to the sd-event
+ * thread through an eventfd; all state is touched on the sd-event thread only.
+ * Call rpc_runtime_new() after blocking the signals sd-event should handle: gRPC starts
+ * threads that inherit the signal mask. */
+#pragma once
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+typedef struct RpcRuntime RpcRuntime;
+typedef struct RpcServer RpcServer;
+typedef struct RpcServerCall RpcServerCall;
+typedef struct RpcChannel RpcChannel;
+typedef struct RpcClientCall RpcClientCall;
+
+/* gRPC status codes (the values of grpc_status_code). */
+typedef enum RpcStatus {
+        RPC_OK = 0,
+        RPC_CANCELLED = 1,
+        RPC_UNKNOWN = 2,
+        RPC_INVALID_ARGUMENT = 3,
+        RPC_DEADLINE_EXCEEDED = 4,
+        RPC_NOT_FOUND = 5,
+        RPC_ALREADY_EXISTS = 6,
+        RPC_PERMISSION_DENIED = 7,
+        RPC_RESOURCE_EXHAUSTED = 8,
+        RPC_FAILED_PRECONDITION = 9,
+        RPC_ABORTED = 10,
+        RPC_OUT_OF_RANGE = 11,
+        RPC_UNIMPLEMENTED = 12,
+        RPC_INTERNAL = 13,
+        RPC_UNAVAILABLE = 14,
+        RPC_DATA_LOSS = 15,
+        RPC_UNAUTHENTICATED = 16,
+} RpcStatus;
+
+const char *rpc_status_to_string(int status);
+
+#define RPC_DEFAULT_MAX_MESSAGE (4u * 1024 * 1024)
+
+/* ---- runtime ---- */
+
+int rpc_runtime_new(RpcRuntime **ret, sd_event *event);
+/* Shuts down in the strict order gRPC needs: servers first (rpc_server_free), then the
+ * completion queue is shut down and drained, then grpc_shutdown(). Calls still in flight
+ * are cancelled; their callbacks do not run. */
+RpcRuntime *rpc_runtime_free(RpcRuntime *rt);
+/* Message size limit for servers and channels created afterwards (default 4 MiB). */
+void rpc_runtime_set_max_message(RpcRuntime *rt, size_t bytes);
+
+/* ---- server ---- */
+
+/* A unary handler answers with rpc_server_call_reply() or rpc_server_call_fail(), now or
+ * later; a streaming handler writes with rpc_server_call_write() and ends with
+ * rpc_server_call_finish(). request is owned by the call (valid until it ends). */
+typedef void (*rpc_handler_t)(RpcServerCall *call, const ProtobufCMessage *request, void *userdata);
+
+typedef struct RpcMethod {
+        const char *name;                         /* "/package.Service/Method" */
+        const ProtobufCMessageDescriptor *input;  /* request type */
+        rpc_handler_t handler;
+        bool server_streaming;
+} RpcMethod;
+
+/* address: "127.0.0.1:50050", "[::1]:0", "unix:/path". methods must stay valid. */
+int rpc_server_new(RpcServer **ret, RpcRuntime *rt, const char *address, const RpcMethod *methods,
+                   size_t n_methods, void *userdata);
+/* The bound TCP port (useful with port 0). */
+int rpc_server_get_port(RpcServer *s);
+/* Shuts the server down: cancels calls in flight, waits for gRPC's shutdown notification. */
+RpcServer *rpc_server_free(RpcServer *s);
+
+void *rpc_server_call_get_userdata(RpcServerCall *c);
+const char *rpc_server_call_get_method(RpcServerCall *c);
+/* Value of a request metadata key (lower case), copied into buf; -ENOENT if absent. */
+int rpc_server_call_get_metadata(RpcServerCall *c, const char *key, char *buf, size_t size);
+bool rpc_server_call_is_cancelled(RpcServerCall *c);
+/* Called once if the client goes away (cancels, disconnects, deadline) before the end. */
+void rpc_server_call_set_cancel_handler(RpcServerCall *c, void (*handler)(RpcServerCall *c, void *userdata),
+                                        void *userdata);
+
+int rpc_server_call_reply(RpcServerCall *c, const ProtobufCMessage *response);
+int rpc_server_call_fail(RpcServerCall *c, RpcStatus status, const char *message);
+int rpc_server_call_write(RpcServerCall *c, const ProtobufCMessage *message);
+int rpc_server_call_finish(RpcServerCall *c, RpcStatus status, const char *message);
+
+/* ---- client ---- */
+
+typedef struct RpcMetadata {
+        const char *key;
+        const char *value;
+} RpcMetadata;
+
+#define RPC_CALL_WAIT_FOR_READY 0x1u  /* wait for the server to come up, until the deadline */
+
+/* response is owned by the runtime and freed after the callback returns (NULL unless OK). */
+typedef void (*rpc_done_t)(RpcClientCall *call, int status, const char *message, const ProtobufCMessage *response,
+                           void *userdata);
+typedef void (*rpc_message_t)(RpcClientCall *call, const ProtobufCMessage *message, void *userdata);
+
+/* target: "127.0.0.1:50051" or "unix:/path". */
+int rpc_channel_new(RpcChannel **ret, RpcRuntime *rt, const char *target);
+/* Cancels the channel's calls in flight; their callbacks do not run. */
+RpcChannel *rpc_channel_free(RpcChannel *ch);
+
+int rpc_channel_call(RpcChannel *ch, const char *method, const ProtobufCMessage *request,
+                     const ProtobufCMessageDescriptor *response_type, uint32_t timeout_ms, unsigned flags,
+                     const RpcMetadata *md, size_t n_md, rpc_done_t done, void *userdata, RpcClientCall **ret);
+/* Server streaming: on_message for each message, then done (response NULL). timeout_ms 0: none. */
+int rpc_channel_call_stream(RpcChannel *ch, const char *method, const ProtobufCMessage *request,
+                            const ProtobufCMessageDescriptor *message_type, uint32_t timeout_ms, unsigned flags,
+                            const RpcMetadata *md, size_t n_md, rpc_message_t on_message, rpc_done_t done,
+                            void *userdata, RpcClientCall **ret);
+/* Cancel a call: no callback runs after this. */
+void rpc_client_call_cancel(RpcClientCall *c);
+
+/* Run the event loop until *flag becomes true or timeout_ms passes (for tools and tests).
+ * Returns 0, or -ETIME. */
+int rpc_wait_for(sd_event *event, const bool *flag, int timeout_ms);
