@@ -1,0 +1,13 @@
+/* File helpers. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Replace path with data atomically: a temporary file in the same directory, written,
+ * fsync()ed, renamed over path, then the directory fsync()ed. A crash at any moment
+ * leaves either the old or the new content. */
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
+
+/* mkdir -p with the given mode for the directories it creates. */
+int mkdir_p(const char *path, mode_t mode);
