@@ -40,7 +40,7 @@ int daemon_config_init(DaemonConfig *c, bool user_manager) {
         if (r >= 0)
                 r = set_str(&c->listen, "127.0.0.1:50050");
         if (r >= 0)
-                r = set_str(&c->slice, "call-assistant.slice");
+                r = set_str(&c->slice, "callassistant.slice"); /* a dash would nest it under call.slice */
         if (r >= 0)
                 r = set_str(&c->user, "");
         if (r < 0)
