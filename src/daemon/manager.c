@@ -255,7 +255,7 @@ static void on_unit_status(UnitManager *um, const char *unit, const UnitStatus *
                 module_client_disconnect(m);
                 m->registering = false;
                 if (m->state != MODULE_ERROR && m->state != MODULE_STOPPED)
-                        set_state(mgr, m, MODULE_FAILED, "systemd gave up after %u restarts (result: %s)",
+                        set_state(mgr, m, MODULE_FAILED, "unit failed after %u restarts (result: %s)",
                                   st->n_restarts, st->result);
                 shutdown_progress(mgr);
                 return;

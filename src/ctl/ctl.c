@@ -1,0 +1,408 @@
+/* call-assistantctl: look at and control the orchestrator and its modules. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "callassistant/v1/orchestrator.pb-c.h"
+#include "config.h"
+#include "ctl/ctl-logs.h"
+#include "daemon/manager-modules.h"
+#include "rpc/rpc.h"
+#include "shared/log.h"
+#include "shared/macro.h"
+#include "systemd/unit-properties.h"
+
+/* Exit codes: 0 ok; 1 failure; 2 usage; 3 not running/unreachable; 4 no such module;
+ * 5 the operation is not possible in the module's state; 6 check found problems. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_NO_MODULE = 4, EXIT_STATE = 5,
+       EXIT_PROBLEMS = 6 };
+
+static bool arg_json;
+static bool arg_follow;
+static unsigned arg_lines = 50;
+static const char *arg_socket;
+static const char *arg_journal_dir;
+
+typedef struct Call {
+        bool done;
+        int status;
+        char message[512];
+        ProtobufCMessage *response;
+        const ProtobufCMessageDescriptor *type;
+} Call;
+
+static void on_done(RpcClientCall *c, int status, const char *message, const ProtobufCMessage *response,
+                    void *userdata) {
+        Call *call = userdata;
+        call->done = true;
+        call->status = status;
+        snprintf(call->message, sizeof(call->message), "%s", message ? message : "");
+        if (response) {
+                /* Keep a copy: the runtime frees the response after this callback. */
+                size_t n = protobuf_c_message_get_packed_size(response);
+                uint8_t *buf = malloc(n ? n : 1);
+                if (buf) {
+                        protobuf_c_message_pack(response, buf);
+                        call->response = protobuf_c_message_unpack(call->type, NULL, n, buf);
+                        free(buf);
+                }
+        }
+}
+
+typedef struct Client {
+        sd_event *event;
+        RpcRuntime *rt;
+        RpcChannel *ch;
+} Client;
+
+static int client_open(Client *c) {
+        const char *path = arg_socket ? arg_socket : getenv("CALL_ASSISTANT_CONTROL_SOCKET");
+        char target[4200];
+        struct stat st;
+        int r;
+
+        if (!path)
+                path = "/run/call-assistant/control.sock";
+        if (stat(path, &st) < 0) {
+                fprintf(stderr, "call-assistant is not running (no control socket %s: %s)\n", path, strerror(errno));
+                return -EXIT_UNREACHABLE;
+        }
+        snprintf(target, sizeof(target), "unix:%s", path);
+        r = sd_event_new(&c->event);
+        if (r >= 0)
+                r = rpc_runtime_new(&c->rt, c->event);
+        if (r >= 0)
+                r = rpc_channel_new(&c->ch, c->rt, target);
+        if (r < 0) {
+                fprintf(stderr, "Cannot set up a gRPC client: %s\n", strerror(-r));
+                return -EXIT_FAIL;
+        }
+        return 0;
+}
+
+static void client_close(Client *c) {
+        rpc_channel_free(c->ch);
+        rpc_runtime_free(c->rt);
+        sd_event_unref(c->event);
+}
+
+/* A unary call to OrchestratorService; returns an exit code. */
+static int call_orchestrator(Client *c, const char *method, const ProtobufCMessage *req,
+                             const ProtobufCMessageDescriptor *type, Call *call) {
+        char full[128];
+        int r;
+
+        memset(call, 0, sizeof(*call));
+        call->type = type;
+        snprintf(full, sizeof(full), "/callassistant.v1.OrchestratorService/%s", method);
+        r = rpc_channel_call(c->ch, full, req, type, 10000, 0, NULL, 0, on_done, call, NULL);
+        if (r >= 0)
+                r = rpc_wait_for(c->event, &call->done, 15000);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", method, strerror(-r));
+                return EXIT_FAIL;
+        }
+        switch (call->status) {
+        case RPC_OK:
+                return EXIT_OK;
+        case RPC_NOT_FOUND:
+                fprintf(stderr, "%s\n", call->message);
+                return EXIT_NO_MODULE;
+        case RPC_FAILED_PRECONDITION:
+                fprintf(stderr, "%s\n", call->message);
+                return EXIT_STATE;
+        case RPC_UNAVAILABLE:
+                fprintf(stderr, "call-assistant is not reachable: %s\n", call->message);
+                return EXIT_UNREACHABLE;
+        case RPC_PERMISSION_DENIED:
+                fprintf(stderr, "Permission denied: %s\n", call->message);
+                return EXIT_FAIL;
+        default:
+                fprintf(stderr, "%s failed: %s: %s\n", method, rpc_status_to_string(call->status), call->message);
+                return EXIT_FAIL;
+        }
+}
+
+static const char *status_name(Callassistant__V1__ModuleStatus s) {
+        static const char *const names[] = { "UNKNOWN",  "PENDING", "STARTING", "WAITING_FOR_CONFIG", "READY",
+                                             "ERROR",    "STOPPING", "STOPPED", "FAILED",             "DISABLED" };
+        return (unsigned)s < ELEMENTSOF(names) ? names[s] : "UNKNOWN";
+}
+
+static const char *health_name(Callassistant__V1__HealthStatus h) {
+        return h == CALLASSISTANT__V1__HEALTH_STATUS__HEALTH_STATUS_SERVING       ? "serving"
+               : h == CALLASSISTANT__V1__HEALTH_STATUS__HEALTH_STATUS_NOT_SERVING ? "not-serving"
+                                                                                  : "-";
+}
+
+static json_t *info_json(const Callassistant__V1__ModuleInfo *i) {
+        json_t *deps = json_array(), *types = json_array();
+
+        for (size_t k = 0; k < i->n_dependencies; k++)
+                json_array_append_new(deps, json_string(i->dependencies[k]));
+        for (size_t k = 0; k < i->n_entity_types; k++) {
+                json_t *caps = json_array();
+                for (size_t j = 0; j < i->entity_types[k]->n_capabilities; j++)
+                        json_array_append_new(caps, json_string(i->entity_types[k]->capabilities[j]));
+                json_array_append_new(types, json_pack("{s:s, s:s, s:o}", "name", i->entity_types[k]->name,
+                                                       "description", i->entity_types[k]->description,
+                                                       "capabilities", caps));
+        }
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:i, s:I, s:b, s:o, s:o}",
+                         "name", i->name, "dir", i->dir, "unit", i->unit, "version", i->version, "description",
+                         i->description, "state", status_name(i->status), "state_message", i->status_message,
+                         "active_state", i->active_state, "sub_state", i->sub_state, "port", (int)i->port,
+                         "restarts", (int)i->n_restarts, "main_pid", (int)i->main_pid, "health",
+                         health_name(i->health), "health_failures", (int)i->health_failures, "registered_at_usec",
+                         (json_int_t)i->registered_at_usec, "config_required", i->config_required, "dependencies",
+                         deps, "entity_types", types);
+}
+
+static void print_json(json_t *j) {
+        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        json_decref(j);
+}
+
+static int cmd_list(Client *c) {
+        Callassistant__V1__ListModulesRequest req = CALLASSISTANT__V1__LIST_MODULES_REQUEST__INIT;
+        Callassistant__V1__ListModulesResponse *resp;
+        Call call;
+        int r;
+
+        r = call_orchestrator(c, "ListModules", &req.base, &callassistant__v1__list_modules_response__descriptor,
+                              &call);
+        if (r != EXIT_OK)
+                return r;
+        resp = (Callassistant__V1__ListModulesResponse *)call.response;
+        if (arg_json) {
+                json_t *a = json_array();
+                for (size_t i = 0; i < resp->n_modules; i++)
+                        json_array_append_new(a, info_json(resp->modules[i]));
+                print_json(a);
+        } else {
+                printf("%-20s %-19s %-22s %-6s %-8s %-11s\n", "MODULE", "STATE", "UNIT STATE", "PORT", "RESTARTS",
+                       "HEALTH");
+                for (size_t i = 0; i < resp->n_modules; i++) {
+                        const Callassistant__V1__ModuleInfo *m = resp->modules[i];
+                        char unit_state[64];
+                        snprintf(unit_state, sizeof(unit_state), "%s/%s", m->active_state, m->sub_state);
+                        printf("%-20s %-19s %-22s %-6u %-8u %-11s\n", m->name, status_name(m->status), unit_state,
+                               m->port, m->n_restarts, health_name(m->health));
+                }
+                printf("\n%zu module(s).\n", resp->n_modules);
+        }
+        protobuf_c_message_free_unpacked(call.response, NULL);
+        return EXIT_OK;
+}
+
+static int cmd_status(Client *c, const char *name) {
+        Callassistant__V1__GetModuleRequest req = CALLASSISTANT__V1__GET_MODULE_REQUEST__INIT;
+        Callassistant__V1__ModuleInfo *m;
+        Call call;
+        int r;
+
+        req.name = (char *)name;
+        r = call_orchestrator(c, "GetModule", &req.base, &callassistant__v1__module_info__descriptor, &call);
+        if (r != EXIT_OK)
+                return r;
+        m = (Callassistant__V1__ModuleInfo *)call.response;
+        if (arg_json)
+                print_json(info_json(m));
+        else {
+                char when[64] = "-";
+                if (m->registered_at_usec) {
+                        time_t t = (time_t)(m->registered_at_usec / 1000000);
+                        struct tm tm;
+                        if (localtime_r(&t, &tm))
+                                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+                }
+                printf("%s - %s\n", m->name, m->description);
+                if (*m->status_message)
+                        printf("       State: %s (%s)\n", status_name(m->status), m->status_message);
+                else
+                        printf("       State: %s\n", status_name(m->status));
+                printf("        Unit: %s (%s/%s)\n", m->unit, m->active_state, m->sub_state);
+                printf("      Folder: %s\n", m->dir);
+                printf("     Version: %s\n", m->version);
+                printf("        Port: %u\n", m->port);
+                printf("    Main PID: %u\n", m->main_pid);
+                printf("    Restarts: %u\n", m->n_restarts);
+                printf("      Health: %s (%u consecutive failures)\n", health_name(m->health), m->health_failures);
+                printf("  Registered: %s\n", when);
+                printf("Dependencies:");
+                for (size_t k = 0; k < m->n_dependencies; k++)
+                        printf(" %s", m->dependencies[k]);
+                printf("%s\n", m->n_dependencies ? "" : " -");
+                for (size_t k = 0; k < m->n_entity_types; k++)
+                        printf(" Entity type: %s - %s\n", m->entity_types[k]->name, m->entity_types[k]->description);
+        }
+        protobuf_c_message_free_unpacked(call.response, NULL);
+        return EXIT_OK;
+}
+
+static int cmd_op(Client *c, const char *method, const char *name) {
+        Callassistant__V1__ModuleRequest req = CALLASSISTANT__V1__MODULE_REQUEST__INIT;
+        Callassistant__V1__ModuleResponse *resp;
+        Call call;
+        int r;
+
+        req.name = (char *)name;
+        r = call_orchestrator(c, method, &req.base, &callassistant__v1__module_response__descriptor, &call);
+        if (r != EXIT_OK)
+                return r;
+        resp = (Callassistant__V1__ModuleResponse *)call.response;
+        if (arg_json)
+                print_json(info_json(resp->module));
+        else
+                printf("%s: %s\n", name, status_name(resp->module->status));
+        protobuf_c_message_free_unpacked(call.response, NULL);
+        return EXIT_OK;
+}
+
+static int cmd_logs(const char *name) {
+        _cleanup_free_ char *unit = NULL;
+        LogsOptions o = {
+                .directory = arg_journal_dir ? arg_journal_dir : getenv("CALL_ASSISTANT_JOURNAL_DIRECTORY"),
+                .lines = arg_follow && arg_lines == 50 ? 10 : arg_lines,
+                .follow = arg_follow,
+                .json = arg_json,
+        };
+        Client c = {};
+
+        /* The unit of a module is named after its folder: ask the orchestrator when it runs,
+         * otherwise take the name as the folder. */
+        if (client_open(&c) == 0) {
+                Callassistant__V1__GetModuleRequest req = CALLASSISTANT__V1__GET_MODULE_REQUEST__INIT;
+                Call call;
+                req.name = (char *)name;
+                if (call_orchestrator(&c, "GetModule", &req.base, &callassistant__v1__module_info__descriptor,
+                                      &call) == EXIT_OK) {
+                        unit = strdup(((Callassistant__V1__ModuleInfo *)call.response)->unit);
+                        protobuf_c_message_free_unpacked(call.response, NULL);
+                }
+                client_close(&c);
+        }
+        if (!unit && module_unit_name(name, &unit) < 0)
+                return EXIT_FAIL;
+        o.unit = unit;
+        return ctl_logs(&o, stdout) < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+static void help(void) {
+        printf("call-assistantctl [OPTIONS] COMMAND ...\n\n"
+               "Look at and control call-assistant and its modules.\n\n"
+               "Commands:\n"
+               "  list                 Modules with state, unit state, port, restarts and health\n"
+               "  status MODULE        One module in detail\n"
+               "  start MODULE         Start a module (and let it start its dependents)\n"
+               "  stop MODULE          Stop a module (Shutdown RPC, then systemd stops the unit)\n"
+               "  restart MODULE       Restart a module's unit\n"
+               "  logs MODULE [-f]     The module's journal entries\n"
+               "  check [DIR]          Validate every manifest and the dependency graph; starts nothing\n\n"
+               "Options:\n"
+               "  -h --help            Show this help\n"
+               "     --version        Show the version\n"
+               "     --json           JSON output (list, status, start, stop, restart, logs)\n"
+               "  -f --follow          logs: keep printing new entries\n"
+               "  -n --lines=N         logs: show the last N entries first (default 50; 0: all)\n"
+               "     --socket=PATH    Control socket (default $CALL_ASSISTANT_CONTROL_SOCKET or\n"
+               "                      /run/call-assistant/control.sock)\n"
+               "  -D --directory=DIR   logs: read the journal in DIR (default\n"
+               "                      $CALL_ASSISTANT_JOURNAL_DIRECTORY or the system journal)\n\n"
+               "Exit codes: 0 ok, 1 failure, 2 usage, 3 orchestrator not reachable, 4 no such module,\n"
+               "5 not possible in the module's state, 6 check found problems.\n");
+}
+
+int main(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_SOCKET };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "follow", no_argument, NULL, 'f' },
+                { "lines", required_argument, NULL, 'n' },
+                { "socket", required_argument, NULL, ARG_SOCKET },
+                { "directory", required_argument, NULL, 'D' },
+                {},
+        };
+        const char *verb;
+        Client c = {};
+        int opt, r;
+
+        log_set_max_level(LOG_WARNING);
+        signal(SIGPIPE, SIG_IGN);
+        while ((opt = getopt_long(argc, argv, "hfn:D:", options, NULL)) >= 0)
+                switch (opt) {
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case ARG_VERSION:
+                        printf("call-assistantctl %s\n", PACKAGE_VERSION);
+                        return EXIT_OK;
+                case ARG_JSON:
+                        arg_json = true;
+                        break;
+                case 'f':
+                        arg_follow = true;
+                        break;
+                case 'n':
+                        arg_lines = (unsigned)strtoul(optarg, NULL, 10);
+                        break;
+                case ARG_SOCKET:
+                        arg_socket = optarg;
+                        break;
+                case 'D':
+                        arg_journal_dir = optarg;
+                        break;
+                default:
+                        return EXIT_USAGE;
+                }
+        if (optind >= argc) {
+                help();
+                return EXIT_USAGE;
+        }
+        verb = argv[optind];
+        const char *arg = optind + 1 < argc ? argv[optind + 1] : NULL;
+
+        if (strcmp(verb, "check") == 0)
+                return manager_modules_check(arg ? arg : MODULESDIR, stdout) < 0 ? EXIT_PROBLEMS : EXIT_OK;
+        if (strcmp(verb, "logs") == 0) {
+                if (!arg) {
+                        fprintf(stderr, "logs: which module?\n");
+                        return EXIT_USAGE;
+                }
+                return cmd_logs(arg);
+        }
+        if (strcmp(verb, "list") != 0 && strcmp(verb, "status") != 0 && strcmp(verb, "start") != 0 &&
+            strcmp(verb, "stop") != 0 && strcmp(verb, "restart") != 0) {
+                fprintf(stderr, "Unknown command '%s' (see --help).\n", verb);
+                return EXIT_USAGE;
+        }
+        if (strcmp(verb, "list") != 0 && !arg) {
+                fprintf(stderr, "%s: which module?\n", verb);
+                return EXIT_USAGE;
+        }
+
+        r = client_open(&c);
+        if (r < 0)
+                return -r;
+        if (strcmp(verb, "list") == 0)
+                r = cmd_list(&c);
+        else if (strcmp(verb, "status") == 0)
+                r = cmd_status(&c, arg);
+        else if (strcmp(verb, "start") == 0)
+                r = cmd_op(&c, "StartModule", arg);
+        else if (strcmp(verb, "stop") == 0)
+                r = cmd_op(&c, "StopModule", arg);
+        else
+                r = cmd_op(&c, "RestartModule", arg);
+        client_close(&c);
+        return r;
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+"""Integration tests of the module lifecycle, against the sandbox's real systemd, D-Bus and
+journald, with the real daemon and real gRPC peers (the C fixture module on the SDK)."""
+
+import os
+import signal
+import time
+import unittest
+
+import grpc
+
+from orchestrator_harness import (CTL, Orchestrator, inside, main, opb, ogrpc, wait_until)
+
+
+class Lifecycle(unittest.TestCase):
+    def run_orch(self, tag, modules, **kw):
+        o = Orchestrator(tag, modules, **kw)
+        self.addCleanup(o.cleanup)
+        return o.start()
+
+    def test_dependency_order_systemd_and_journal(self):
+        o = self.run_orch("order", [dict(dir="ordc", deps=["ordb"]), dict(dir="ordb", deps=["orda"]),
+                                    dict(dir="orda")])
+        infos = {n: o.wait_state(n, "READY") for n in ("orda", "ordb", "ordc")}
+        # Each module registered only after its dependency was READY.
+        self.assertLess(infos["orda"].registered_at_usec, infos["ordb"].registered_at_usec)
+        self.assertLess(infos["ordb"].registered_at_usec, infos["ordc"].registered_at_usec)
+        for n in ("orda", "ordb", "ordc"):
+            unit = f"call-assistant-module@{n}.service"
+            self.assertEqual(infos[n].unit, unit)
+            st = inside("systemctl", "status", unit, "--no-pager")
+            self.assertEqual(st.returncode, 0, st.stdout + st.stderr)
+            self.assertIn("Active: active (running)", st.stdout)
+            # Its output is in the journal for the unit, tagged with the module's name.
+            wait_until(lambda: "serving on" in inside("journalctl", "-u", unit, "-o", "short",
+                                                       "--no-pager").stdout, 10, f"{n}'s log")
+            log = inside("journalctl", "-u", unit, "-o", "short", "--no-pager").stdout
+            self.assertRegex(log, rf" {n}\[\d+\]: fixture: mode normal")
+            fields = inside("journalctl", f"CALL_ASSISTANT_MODULE={n}", "-o", "cat", "--no-pager").stdout
+            self.assertIn("serving on", fields)
+        # call-assistantctl sees the same.
+        env = dict(os.environ, CALL_ASSISTANT_CONTROL_SOCKET=o.control)
+        import subprocess
+        out = subprocess.run([CTL, "list"], env=env, capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"orda\s+READY\s+active/running")
+        bad = subprocess.run([CTL, "status", "nosuch"], env=env, capture_output=True, text=True)
+        self.assertEqual(bad.returncode, 4)
+
+    def test_kill9_restarted_by_systemd_and_ready_again(self):
+        o = self.run_orch("kill", [dict(dir="victim")])
+        before = o.wait_state("victim", "READY")
+        self.assertEqual(before.n_restarts, 0)
+        r = inside("kill", "-9", str(before.main_pid))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Back to READY without help, as a new process.
+        def restarted():
+            m = o.module("victim")
+            return m if m.n_restarts == 1 and o.modules()["victim"].status == opb.MODULE_STATUS_READY else None
+        after = wait_until(restarted, 15, "victim READY again after kill -9")
+        self.assertNotEqual(after.main_pid, before.main_pid)
+        self.assertGreater(after.registered_at_usec, before.registered_at_usec)
+
+    def test_crash_loop_fails_others_stay_ready(self):
+        o = self.run_orch("loop", [dict(dir="looper", mode="crash-loop"), dict(dir="steady")])
+        failed = o.wait_state("looper", "FAILED", timeout=20)
+        self.assertIn("result: exit-code", failed.status_message)
+        self.assertIn("3 restarts", failed.status_message)
+        self.assertEqual(o.module("steady").status, opb.MODULE_STATUS_READY)
+        self.assertEqual(inside("systemctl", "is-failed", "call-assistant-module@looper.service").stdout.strip(),
+                         "failed")
+
+    def test_never_listening_is_error_within_deadline(self):
+        o = self.run_orch("never", [dict(dir="mute", mode="never-listen")])
+        t0 = time.monotonic()
+        err = o.wait_state("mute", "ERROR", timeout=15)
+        self.assertLess(time.monotonic() - t0, 3 + 5)  # registration_timeout_ms is 3000
+        self.assertIn("no gRPC server answered RegisterModule", err.status_message)
+        wait_until(lambda: inside("systemctl", "is-active", "call-assistant-module@mute.service").stdout.strip()
+                   in ("inactive", "failed"), 10, "the unit stopped")
+
+    def test_bad_manifests_reported_rest_start(self):
+        o = self.run_orch("bad", [
+            dict(dir="good"),
+            dict(dir="badyaml", raw='name: "x\nversion: [\n'),
+            dict(dir="nocmd", raw='name: nocmd\nversion: "1"\ndescription: d\n'),
+            dict(dir="dupa", name="twin"), dict(dir="dupb", name="twin"),
+            dict(dir="orphan", deps=["ghost"]),
+            dict(dir="cyca", deps=["cycb"]), dict(dir="cycb", deps=["cyca"]),
+            dict(dir="needsbad", deps=["nocmd"]),
+        ])
+        o.wait_state("good", "READY")
+        mods = o.modules()
+        for name in ("badyaml", "nocmd", "twin", "dupb", "orphan", "cyca", "cycb", "needsbad"):
+            self.assertEqual(mods[name].status, opb.MODULE_STATUS_DISABLED, name)
+        self.assertIn("missing dependency 'ghost'", mods["orphan"].status_message)
+        self.assertIn("dependency 'nocmd' is disabled", mods["needsbad"].status_message)
+        log = o.output()
+        self.assertIn("nocmd/module.yaml:1:1: error: field 'command': missing (required)", log)
+        self.assertIn("dependency cycle: cyca -> cycb -> cyca", log)
+        self.assertIn("badyaml/module.yaml:", log)
+        self.assertIn("duplicate module name 'twin'", log)
+
+    def test_orchestrator_kill9_then_adoption(self):
+        o = self.run_orch("adopt", [dict(dir="adopta"), dict(dir="adoptb", deps=["adopta"])])
+        before = {n: o.wait_state(n, "READY") for n in ("adopta", "adoptb")}
+        o.channel.close()
+        o.kill(signal.SIGKILL)
+        # Modules keep running without the orchestrator.
+        self.assertEqual(inside("systemctl", "is-active", "call-assistant-module@adopta.service").stdout.strip(),
+                         "active")
+        o.start()
+        for n in ("adopta", "adoptb"):
+            after = o.wait_state(n, "READY")
+            self.assertEqual(after.main_pid, before[n].main_pid, f"{n} was restarted instead of adopted")
+            self.assertEqual(after.n_restarts, before[n].n_restarts)
+            self.assertEqual(after.port, before[n].port)
+
+    def test_clean_shutdown_in_reverse_order(self):
+        o = self.run_orch("down", [dict(dir="downa"), dict(dir="downb", deps=["downa"]),
+                                   dict(dir="downc", deps=["downb"])])
+        o.wait_state("downc", "READY")
+        self.assertEqual(o.stop(), 0)
+        log = o.output()
+        order = [log.index(f"Module {n}: READY -> STOPPING") for n in ("downc", "downb", "downa")]
+        self.assertEqual(order, sorted(order), log)
+        for n in ("downa", "downb", "downc"):
+            self.assertEqual(inside("systemctl", "is-active", f"call-assistant-module@{n}.service").stdout.strip(),
+                             "inactive")
+
+    def test_sigterm_ignoring_module_is_killed_after_timeout(self):
+        o = self.run_orch("stubborn", [dict(dir="stubborn", mode="ignore-sigterm")])
+        o.wait_state("stubborn", "READY")
+        t0 = time.monotonic()
+        r = inside("systemctl", "stop", "call-assistant-module@stubborn.service", timeout=60)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreaterEqual(elapsed, 1.5)  # stop_timeout_sec is 2: it waited, then SIGKILL
+        log = inside("journalctl", "-u", "call-assistant-module@stubborn.service", "--no-pager").stdout
+        self.assertRegex(log, r"State '(stop|final)-sigterm' timed out\. Killing\.")
+        self.assertIn("Failed with result 'timeout'", log)
+        failed = o.wait_state("stubborn", "FAILED")
+        self.assertIn("result: timeout", failed.status_message)
+
+    def test_unhealthy_module_restarted(self):
+        o = self.run_orch("sick", [dict(dir="sick", mode="hang-health")])
+        first = o.wait_state("sick", "READY")
+        # Health checks time out, twice: the orchestrator restarts the unit through systemd.
+        def replaced():
+            m = o.module("sick")
+            return m if m.main_pid and m.main_pid != first.main_pid else None
+        wait_until(replaced, 20, "the unhealthy module restarted")
+        self.assertIn("unhealthy, restarting", o.output())
+
+    def test_identity_and_endpoints(self):
+        o = self.run_orch("trust", [dict(dir="trusty")])
+        o.wait_state("trusty", "READY")
+        ch = grpc.insecure_channel(o.listen)
+        stub = ogrpc.OrchestratorServiceStub(ch)
+        # No token, or another module's guessed token: refused.
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.ReportState(opb.ReportStateRequest(state=3), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.ReportState(opb.ReportStateRequest(state=3), timeout=5,
+                             metadata=[("x-call-assistant-module-token", "0" * 64)])
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        # Control methods are not served on the module-facing endpoint.
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.StopModule(opb.ModuleRequest(name="trusty"), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        ch.close()
+        # The control socket is root-only, the token file too.
+        self.assertEqual(os.stat(o.control).st_mode & 0o077, 0)
+        tok = os.path.join(o.runtime_dir, "credentials", "trusty.token")
+        self.assertEqual(os.stat(tok).st_mode & 0o777, 0o400)
+        # The unit has the path of the credential, never the secret itself.
+        show = inside("systemctl", "cat", "call-assistant-module@trusty.service").stdout
+        with open(tok) as f:
+            self.assertNotIn(f.read().strip(), show)
+        self.assertRegex(show, r"LoadCredential=module-token:.*/credentials/trusty\.token")
+        self.assertIn("DynamicUser=yes", show)
+
+
+if __name__ == "__main__":
+    main()
