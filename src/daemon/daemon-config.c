@@ -84,7 +84,23 @@ void daemon_config_done(DaemonConfig *c) {
         free(c->control_socket);
         free(c->slice);
         free(c->user);
+        strv_free(c->read_only_paths);
         *c = (DaemonConfig){};
+}
+
+int daemon_config_add_read_only_path(DaemonConfig *c, const char *path) {
+        size_t n = 0;
+        char **l;
+
+        while (c->read_only_paths && c->read_only_paths[n])
+                n++;
+        l = realloc(c->read_only_paths, (n + 2) * sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        c->read_only_paths = l;
+        l[n] = strdup(path);
+        l[n + 1] = NULL;
+        return l[n] ? 0 : -ENOMEM;
 }
 
 typedef struct Loader {
@@ -213,6 +229,23 @@ static int section_units(Loader *l, const char *key, const char *field, yaml_nod
                 return load_string(l, v, field, &c->slice) < 0 ? -ENOMEM : 1;
         else if (strcmp(key, "user") == 0)
                 return load_string(l, v, field, &c->user) < 0 ? -ENOMEM : 1;
+        else if (strcmp(key, "read_only_paths") == 0) {
+                if (v->type != YAML_SEQUENCE_NODE) {
+                        report(l, v, field, "expected a list of absolute paths");
+                        return 1;
+                }
+                for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+                        yaml_node_t *e = yaml_document_get_node(l->doc, *i);
+                        const char *path = e ? scalar(e) : NULL;
+                        if (!path || path[0] != '/') {
+                                report(l, e ? e : v, field, "expected an absolute path");
+                                continue;
+                        }
+                        if (daemon_config_add_read_only_path(c, path) < 0)
+                                return -ENOMEM;
+                }
+                return 1;
+        }
         else
                 return 0;
         return 1;

@@ -16,7 +16,8 @@ typedef struct DaemonConfig {
         uint32_t registration_timeout_ms;
         uint32_t restart_sec_ms, start_limit_burst, start_limit_interval_sec, stop_timeout_sec;
         char *slice;              /* slice of the module units */
-        char *user;               /* run modules as this user; "" = the manager's default (root) */
+        char *user;               /* run modules as this user; "": a dynamic unprivileged user */
+        char **read_only_paths;   /* extra folders bound read-only into module units */
         bool user_manager;        /* manage the user's systemd instead of the system manager */
         bool dev;                 /* run dev_command instead of command */
 } DaemonConfig;
@@ -29,3 +30,4 @@ void daemon_config_done(DaemonConfig *c);
  * "FILE:LINE:COLUMN: error: field 'x': message"; returns -EINVAL if there was any, -errno
  * if the file cannot be read (-ENOENT is for the caller to decide). */
 int daemon_config_load(DaemonConfig *c, const char *path, FILE *err);
+int daemon_config_add_read_only_path(DaemonConfig *c, const char *path);

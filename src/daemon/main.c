@@ -32,6 +32,7 @@ static void help(void) {
                "     --runtime-dir=DIR      Override runtime_dir (credentials; control socket default)\n"
                "     --listen=HOST:PORT     Override listen (module-facing gRPC endpoint)\n"
                "     --control-socket=PATH  Override control_socket\n"
+               "     --read-only-path=DIR   Also bind DIR read-only into module units (repeatable)\n"
                "     --check                Validate manifests and the dependency graph, then exit\n",
                DEFAULT_CONFIG_SYSTEM);
 }
@@ -46,12 +47,15 @@ enum {
         ARG_LISTEN,
         ARG_CONTROL_SOCKET,
         ARG_CHECK,
+        ARG_READ_ONLY_PATH,
 };
 
 typedef struct Args {
         const char *config;
         bool user, dev, check;
         const char *modules_dir, *state_dir, *runtime_dir, *listen, *control_socket;
+        char *read_only_paths[16];
+        size_t n_read_only_paths;
 } Args;
 
 /* Returns 1 to go on, 0 to exit successfully, negative on error. */
@@ -68,6 +72,7 @@ static int parse_argv(int argc, char *argv[], Args *a) {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "control-socket", required_argument, NULL, ARG_CONTROL_SOCKET },
                 { "check", no_argument, NULL, ARG_CHECK },
+                { "read-only-path", required_argument, NULL, ARG_READ_ONLY_PATH },
                 {},
         };
         int c;
@@ -106,6 +111,13 @@ static int parse_argv(int argc, char *argv[], Args *a) {
                         break;
                 case ARG_CHECK:
                         a->check = true;
+                        break;
+                case ARG_READ_ONLY_PATH:
+                        if (optarg[0] != '/' || a->n_read_only_paths >= ELEMENTSOF(a->read_only_paths)) {
+                                log_error("--read-only-path needs an absolute path (at most 16 of them).");
+                                return -EINVAL;
+                        }
+                        a->read_only_paths[a->n_read_only_paths++] = optarg;
                         break;
                 default:
                         return -EINVAL;
@@ -157,6 +169,9 @@ static int load_config(const Args *a, DaemonConfig *c) {
         }
         if (a->dev)
                 c->dev = true;
+        for (size_t i = 0; i < a->n_read_only_paths; i++)
+                if (daemon_config_add_read_only_path(c, a->read_only_paths[i]) < 0)
+                        return log_oom();
         return 0;
 }
 

@@ -229,6 +229,18 @@ int manager_modules_append_unit_props(sd_bus_message *msg, void *userdata) {
         if (asprintf(&desc, "call-assistant module %s: %s", m->name, m->description ? m->description : "") < 0)
                 return -ENOMEM;
 
+        /* The module's folder and the configured folders, bound read-only at their own paths:
+         * PrivateTmp= (implied by DynamicUser=) would hide them if they live under /tmp. */
+        size_t n_ro = 0;
+        for (char **p = mgr->config.read_only_paths; p && *p; p++)
+                n_ro++;
+        _cleanup_free_ char **ro = calloc(n_ro + 2, sizeof(char *));
+        if (!ro)
+                return -ENOMEM;
+        ro[0] = m->abs_dir;
+        for (size_t i = 0; i < n_ro; i++)
+                ro[i + 1] = mgr->config.read_only_paths[i];
+
         s = (UnitSpec){
                 .description = desc,
                 .command = mgr->config.dev && m->dev_command ? m->dev_command : m->command,
@@ -243,6 +255,7 @@ int manager_modules_append_unit_props(sd_bus_message *msg, void *userdata) {
                 .slice = mgr->config.slice,
                 .user = mgr->config.user,
                 .credential_path = m->token_path,
+                .read_only_paths = ro,
         };
         return unit_spec_append(msg, &s);
 }

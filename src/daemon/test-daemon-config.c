@@ -63,6 +63,7 @@ static void test_full_file(void **state) {
                               "health:\n  interval_ms: 1000\n  timeout_ms: 500\n  failure_threshold: 2\n"
                               "registration_timeout_ms: 4000\n"
                               "units:\n  restart_sec_ms: 200\n  start_limit_burst: 3\n  slice: x.slice\n"
+                              "  read_only_paths: [/srv/a, /srv/b]\n"
                               "dev: yes\n",
                               &err),
                          0);
@@ -79,6 +80,9 @@ static void test_full_file(void **state) {
         assert_int_equal(c.restart_sec_ms, 200);
         assert_int_equal(c.start_limit_burst, 3);
         assert_string_equal(c.slice, "x.slice");
+        assert_string_equal(c.read_only_paths[0], "/srv/a");
+        assert_string_equal(c.read_only_paths[1], "/srv/b");
+        assert_null(c.read_only_paths[2]);
         assert_true(c.dev);
         daemon_config_done(&c);
 }

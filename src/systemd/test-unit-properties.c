@@ -41,6 +41,7 @@ static bool has(char **l, const char *s) {
 
 static void test_properties(void **state) {
         char *env[] = { "PATH=/usr/bin", "GRPC_PORT=50100", NULL };
+        char *ro[] = { "/m/cam", "/tmp/build", NULL };
         UnitSpec s = {
                 .description = "call-assistant module cam: Camera",
                 .command = "./camera-module --x",
@@ -54,6 +55,7 @@ static void test_properties(void **state) {
                 .timeout_stop_usec = 10000000,
                 .slice = "call-assistant.slice",
                 .credential_path = "/run/call-assistant/credentials/cam.token",
+                .read_only_paths = ro,
         };
         _cleanup_strv_free_ char **l = NULL;
 
@@ -77,6 +79,7 @@ static void test_properties(void **state) {
         assert_true(has(l, "NoNewPrivileges=yes"));
         /* Only the path of the secret, never the secret. */
         assert_true(has(l, "LoadCredential=module-token:/run/call-assistant/credentials/cam.token"));
+        assert_true(has(l, "BindReadOnlyPaths=/m/cam /tmp/build"));
 
         strv_free(l);
         s.user = "camuser";

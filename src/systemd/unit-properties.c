@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 
 #include "shared/macro.h"
 #include "systemd/unit-properties.h"
@@ -70,7 +71,7 @@ int module_unit_name(const char *dir, char **ret) {
 }
 
 /* The properties, described once; both output forms walk this. */
-typedef enum Kind { K_STR, K_BOOL, K_U32, K_U64, K_I32, K_STRV, K_EXEC, K_FIELDS, K_CRED } Kind;
+typedef enum Kind { K_STR, K_BOOL, K_U32, K_U64, K_I32, K_STRV, K_EXEC, K_FIELDS, K_CRED, K_BINDS } Kind;
 
 typedef struct Prop {
         const char *name;
@@ -115,6 +116,8 @@ static size_t build(const UnitSpec *s, Prop *p) {
         p[n++] = (Prop){ "RestrictSUIDSGID", K_BOOL, .u = 1 };
         if (s->credential_path)
                 p[n++] = (Prop){ "LoadCredential", K_CRED, .s = s->credential_path };
+        if (s->read_only_paths && s->read_only_paths[0])
+                p[n++] = (Prop){ "BindReadOnlyPaths", K_BINDS, .strv = s->read_only_paths };
         return n;
 }
 
@@ -183,6 +186,23 @@ int unit_spec_append(sd_bus_message *m, const UnitSpec *s) {
                 case K_CRED:
                         r = sd_bus_message_append(m, "(sv)", p[i].name, "a(ss)", 1, "module-token", p[i].s);
                         break;
+                case K_BINDS:
+                        r = sd_bus_message_open_container(m, 'r', "sv");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "s", p[i].name);
+                        if (r >= 0)
+                                r = sd_bus_message_open_container(m, 'v', "a(ssbt)");
+                        if (r >= 0)
+                                r = sd_bus_message_open_container(m, 'a', "(ssbt)");
+                        for (char **b = p[i].strv; r >= 0 && *b; b++)
+                                r = sd_bus_message_append(m, "(ssbt)", *b, *b, false, (uint64_t)MS_REC);
+                        if (r >= 0)
+                                r = sd_bus_message_close_container(m);
+                        if (r >= 0)
+                                r = sd_bus_message_close_container(m);
+                        if (r >= 0)
+                                r = sd_bus_message_close_container(m);
+                        break;
                 }
         }
         return r < 0 ? r : 0;
@@ -229,6 +249,17 @@ int unit_spec_to_strings(const UnitSpec *s, char ***ret) {
                 case K_CRED:
                         r = asprintf(&l[k], "%s=module-token:%s", p[i].name, p[i].s);
                         break;
+                case K_BINDS: {
+                        size_t len = 0;
+                        FILE *f = open_memstream(&l[k], &len);
+                        if (!f)
+                                break;
+                        fprintf(f, "%s=", p[i].name);
+                        for (char **b = p[i].strv; *b; b++)
+                                fprintf(f, "%s%s", b == p[i].strv ? "" : " ", *b);
+                        r = fclose(f) == 0 ? 0 : -1;
+                        break;
+                }
                 }
                 if (r < 0) {
                         l[k] = NULL;

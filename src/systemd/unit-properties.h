@@ -21,6 +21,8 @@ typedef struct UnitSpec {
         const char *slice;              /* NULL: none */
         const char *user;               /* NULL or "": DynamicUser=yes */
         const char *credential_path;    /* LoadCredential=module-token:<path>; NULL: none */
+        char **read_only_paths;         /* BindReadOnlyPaths= (each at its own path), NULL-terminated;
+                                         * makes folders under /tmp visible despite PrivateTmp= */
 } UnitSpec;
 
 /* Escape a string the way systemd-escape does for unit instance names. */

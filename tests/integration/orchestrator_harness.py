@@ -77,6 +77,8 @@ class Orchestrator:
             f.write("health:\n  interval_ms: 300\n  timeout_ms: 300\n  failure_threshold: 2\n"
                     "registration_timeout_ms: 3000\n"
                     "units:\n  restart_sec_ms: 100\n  start_limit_burst: 3\n  stop_timeout_sec: 2\n"
+                    # the fixture program and the SDK library live in the build tree
+                    f"  read_only_paths: [\"{BUILD}\"]\n"
                     + config_extra)
         self.proc = None
         self.log_path = os.path.join(self.root, "orchestrator.log")
