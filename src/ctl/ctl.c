@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "callassistant/config/v1/config.pb-c.h"
 #include "callassistant/v1/orchestrator.pb-c.h"
 #include "config.h"
 #include "ctl/ctl-logs.h"
@@ -21,7 +22,7 @@
 /* Exit codes: 0 ok; 1 failure; 2 usage; 3 not running/unreachable; 4 no such module;
  * 5 the operation is not possible in the module's state; 6 check found problems. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_NO_MODULE = 4, EXIT_STATE = 5,
-       EXIT_PROBLEMS = 6 };
+       EXIT_PROBLEMS = 6, EXIT_INVALID = 7 };
 
 static bool arg_json;
 static bool arg_follow;
@@ -92,15 +93,23 @@ static void client_close(Client *c) {
         sd_event_unref(c->event);
 }
 
+static int call_service(Client *c, const char *service, const char *method, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *type, Call *call);
+
 /* A unary call to OrchestratorService; returns an exit code. */
 static int call_orchestrator(Client *c, const char *method, const ProtobufCMessage *req,
                              const ProtobufCMessageDescriptor *type, Call *call) {
-        char full[128];
+        return call_service(c, "callassistant.v1.OrchestratorService", method, req, type, call);
+}
+
+static int call_service(Client *c, const char *service, const char *method, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *type, Call *call) {
+        char full[160];
         int r;
 
         memset(call, 0, sizeof(*call));
         call->type = type;
-        snprintf(full, sizeof(full), "/callassistant.v1.OrchestratorService/%s", method);
+        snprintf(full, sizeof(full), "/%s/%s", service, method);
         r = rpc_channel_call(c->ch, full, req, type, 10000, 0, NULL, 0, on_done, call, NULL);
         if (r >= 0)
                 r = rpc_wait_for(c->event, &call->done, 15000);
@@ -120,6 +129,17 @@ static int call_orchestrator(Client *c, const char *method, const ProtobufCMessa
         case RPC_UNAVAILABLE:
                 fprintf(stderr, "call-assistant is not reachable: %s\n", call->message);
                 return EXIT_UNREACHABLE;
+        case RPC_INVALID_ARGUMENT: {
+                /* Field errors come as "path: message; path: message". */
+                char *save = NULL;
+                fprintf(stderr, "%s refused:\n", method);
+                for (char *item = strtok_r(call->message, ";", &save); item; item = strtok_r(NULL, ";", &save))
+                        fprintf(stderr, "  %s\n", item + strspn(item, " "));
+                return EXIT_INVALID;
+        }
+        case RPC_ABORTED:
+                fprintf(stderr, "%s\n", call->message);
+                return EXIT_STATE;
         case RPC_PERMISSION_DENIED:
                 fprintf(stderr, "Permission denied: %s\n", call->message);
                 return EXIT_FAIL;
@@ -295,6 +315,186 @@ static int cmd_logs(const char *name) {
         return ctl_logs(&o, stdout) < 0 ? EXIT_FAIL : EXIT_OK;
 }
 
+#define CFG "callassistant.config.v1.ConfigService"
+
+static char *read_all(FILE *f) {
+        char *buf = NULL;
+        size_t size = 0, n;
+        char chunk[4096];
+        FILE *out = open_memstream(&buf, &size);
+
+        if (!out)
+                return NULL;
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+                fwrite(chunk, 1, n, out);
+        fclose(out);
+        return buf;
+}
+
+/* JSON from an argument: inline, @FILE, or - for standard input. */
+static char *json_argument(const char *arg) {
+        FILE *f;
+        char *s;
+
+        if (strcmp(arg, "-") == 0)
+                return read_all(stdin);
+        if (arg[0] != '@')
+                return strdup(arg);
+        f = fopen(arg + 1, "re");
+        if (!f) {
+                fprintf(stderr, "Cannot read %s: %s\n", arg + 1, strerror(errno));
+                return NULL;
+        }
+        s = read_all(f);
+        fclose(f);
+        return s;
+}
+
+static void print_pretty(const char *json) {
+        json_error_t e;
+        json_t *j = json_loads(json, 0, &e);
+
+        if (j)
+                print_json(j);
+        else
+                printf("%s\n", json);
+}
+
+static int config_get(Client *c, const char *name, uint64_t *ret_revision, char **ret_json) {
+        Callassistant__Config__V1__GetConfigRequest req = CALLASSISTANT__CONFIG__V1__GET_CONFIG_REQUEST__INIT;
+        Callassistant__Config__V1__GetConfigResponse *resp;
+        Call call;
+        int r;
+
+        req.module = (char *)name;
+        r = call_service(c, CFG, "GetConfig", &req.base, &callassistant__config__v1__get_config_response__descriptor,
+                         &call);
+        if (r != EXIT_OK)
+                return r;
+        resp = (Callassistant__Config__V1__GetConfigResponse *)call.response;
+        *ret_revision = resp->revision;
+        *ret_json = strdup(resp->config_json);
+        protobuf_c_message_free_unpacked(call.response, NULL);
+        return *ret_json ? EXIT_OK : EXIT_FAIL;
+}
+
+static int config_set(Client *c, const char *name, const char *json, bool check, uint64_t revision) {
+        Callassistant__Config__V1__SetConfigRequest req = CALLASSISTANT__CONFIG__V1__SET_CONFIG_REQUEST__INIT;
+        Callassistant__Config__V1__SetConfigResponse *resp;
+        Call call;
+        int r;
+
+        req.module = (char *)name;
+        req.config_json = (char *)json;
+        req.check_revision = check;
+        req.expected_revision = revision;
+        r = call_service(c, CFG, "SetConfig", &req.base, &callassistant__config__v1__set_config_response__descriptor,
+                         &call);
+        if (r != EXIT_OK)
+                return r;
+        resp = (Callassistant__Config__V1__SetConfigResponse *)call.response;
+        if (arg_json)
+                print_json(json_pack("{s:s, s:I, s:o}", "module", name, "revision", (json_int_t)resp->revision,
+                                     "config", json_loads(resp->config_json, 0, NULL) ?: json_null()));
+        else
+                printf("%s: configuration revision %llu applied.\n", name, (unsigned long long)resp->revision);
+        protobuf_c_message_free_unpacked(call.response, NULL);
+        return EXIT_OK;
+}
+
+static int cmd_config(Client *c, int argc, char **argv) {
+        const char *sub = argc > 0 ? argv[0] : NULL, *name = argc > 1 ? argv[1] : NULL;
+        _cleanup_free_ char *json = NULL;
+        uint64_t revision = 0;
+        int r;
+
+        if (sub && strcmp(sub, "list") == 0) {
+                Callassistant__Config__V1__ListConfigsRequest req = CALLASSISTANT__CONFIG__V1__LIST_CONFIGS_REQUEST__INIT;
+                Callassistant__Config__V1__ListConfigsResponse *resp;
+                Call call;
+                r = call_service(c, CFG, "ListConfigs", &req.base,
+                                 &callassistant__config__v1__list_configs_response__descriptor, &call);
+                if (r != EXIT_OK)
+                        return r;
+                resp = (Callassistant__Config__V1__ListConfigsResponse *)call.response;
+                printf("%-20s %-9s %-7s %s\n", "MODULE", "REVISION", "SCHEMA", "PROBLEM");
+                for (size_t i = 0; i < resp->n_configs; i++)
+                        printf("%-20s %-9llu %-7s %s\n", resp->configs[i]->module,
+                               (unsigned long long)resp->configs[i]->revision, resp->configs[i]->has_schema ? "yes" : "no",
+                               resp->configs[i]->load_error);
+                protobuf_c_message_free_unpacked(call.response, NULL);
+                return EXIT_OK;
+        }
+        if (!sub || !name) {
+                fprintf(stderr, "config: usage: config list | get MODULE | set MODULE JSON|@FILE|- | edit MODULE\n");
+                return EXIT_USAGE;
+        }
+        if (strcmp(sub, "get") == 0) {
+                r = config_get(c, name, &revision, &json);
+                if (r != EXIT_OK)
+                        return r;
+                if (arg_json)
+                        print_json(json_pack("{s:s, s:I, s:o}", "module", name, "revision", (json_int_t)revision,
+                                             "config", json_loads(json, 0, NULL) ?: json_null()));
+                else {
+                        print_pretty(json);
+                        fprintf(stderr, "# %s, revision %llu; secrets are shown as \"********\"\n", name,
+                                (unsigned long long)revision);
+                }
+                return EXIT_OK;
+        }
+        if (strcmp(sub, "set") == 0) {
+                if (argc < 3) {
+                        fprintf(stderr, "config set: which configuration? (JSON, @FILE or -)\n");
+                        return EXIT_USAGE;
+                }
+                json = json_argument(argv[2]);
+                if (!json)
+                        return EXIT_FAIL;
+                return config_set(c, name, json, false, 0);
+        }
+        if (strcmp(sub, "edit") == 0) {
+                char path[] = "/tmp/call-assistant-config-XXXXXX.json", cmd[4400];
+                const char *editor = getenv("VISUAL") ? getenv("VISUAL") : getenv("EDITOR") ? getenv("EDITOR") : "vi";
+                _cleanup_free_ char *edited = NULL;
+                FILE *f;
+                int fd;
+
+                r = config_get(c, name, &revision, &json);
+                if (r != EXIT_OK)
+                        return r;
+                fd = mkstemps(path, 5);
+                if (fd < 0 || !(f = fdopen(fd, "w")))
+                        return EXIT_FAIL;
+                json_t *j = json_loads(json, 0, NULL);
+                if (j) {
+                        json_dumpf(j, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                        json_decref(j);
+                } else
+                        fputs(json, f);
+                fputc('\n', f);
+                fclose(f);
+                snprintf(cmd, sizeof(cmd), "%s '%s'", editor, path);
+                if (system(cmd) != 0) {
+                        unlink(path);
+                        fprintf(stderr, "The editor failed; nothing changed.\n");
+                        return EXIT_FAIL;
+                }
+                f = fopen(path, "re");
+                edited = f ? read_all(f) : NULL;
+                if (f)
+                        fclose(f);
+                unlink(path);
+                if (!edited)
+                        return EXIT_FAIL;
+                /* Secrets left as "********" keep their stored value; the revision check
+                 * refuses the change if somebody else changed the configuration meanwhile. */
+                return config_set(c, name, edited, true, revision);
+        }
+        fprintf(stderr, "config: unknown subcommand '%s'\n", sub);
+        return EXIT_USAGE;
+}
+
 static void help(void) {
         printf("call-assistantctl [OPTIONS] COMMAND ...\n\n"
                "Look at and control call-assistant and its modules.\n\n"
@@ -305,7 +505,13 @@ static void help(void) {
                "  stop MODULE          Stop a module (Shutdown RPC, then systemd stops the unit)\n"
                "  restart MODULE       Restart a module's unit\n"
                "  logs MODULE [-f]     The module's journal entries\n"
-               "  check [DIR]          Validate every manifest and the dependency graph; starts nothing\n\n"
+               "  check [DIR]          Validate every manifest and the dependency graph; starts nothing\n"
+               "  config list          Stored configurations\n"
+               "  config get MODULE    A module's configuration (secrets redacted)\n"
+               "  config set MODULE JSON|@FILE|-\n"
+               "                       Validate and apply a configuration (keeps it only if the module\n"
+               "                       accepted it)\n"
+               "  config edit MODULE   Edit the configuration in $EDITOR, then set it\n\n"
                "Options:\n"
                "  -h --help            Show this help\n"
                "     --version        Show the version\n"
@@ -317,7 +523,8 @@ static void help(void) {
                "  -D --directory=DIR   logs: read the journal in DIR (default\n"
                "                      $CALL_ASSISTANT_JOURNAL_DIRECTORY or the system journal)\n\n"
                "Exit codes: 0 ok, 1 failure, 2 usage, 3 orchestrator not reachable, 4 no such module,\n"
-               "5 not possible in the module's state, 6 check found problems.\n");
+               "5 not possible in the module's state, 6 check found problems, 7 invalid input\n"
+               "(e.g. a configuration, with every problem listed by field path).\n");
 }
 
 int main(int argc, char *argv[]) {
@@ -379,6 +586,14 @@ int main(int argc, char *argv[]) {
                         return EXIT_USAGE;
                 }
                 return cmd_logs(arg);
+        }
+        if (strcmp(verb, "config") == 0) {
+                r = client_open(&c);
+                if (r < 0)
+                        return -r;
+                r = cmd_config(&c, argc - optind - 1, argv + optind + 1);
+                client_close(&c);
+                return r;
         }
         if (strcmp(verb, "list") != 0 && strcmp(verb, "status") != 0 && strcmp(verb, "start") != 0 &&
             strcmp(verb, "stop") != 0 && strcmp(verb, "restart") != 0) {

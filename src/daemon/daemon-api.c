@@ -11,6 +11,7 @@
 #include "daemon/daemon-api.h"
 #include "daemon/manager-modules.h"
 #include "rpc/rpc.h"
+#include "services/config/config-service-grpc.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -24,6 +25,8 @@ typedef struct Watcher {
 } Watcher;
 
 typedef struct DaemonApi {
+        RpcMethod *module_table;     /* module_methods + the config service, denied */
+        RpcMethod *control_table;    /* control_methods + the config service */
         RpcRuntime *rt;
         RpcServer *module_server;
         RpcServer *control_server;
@@ -136,16 +139,30 @@ static void send_module_event(RpcServerCall *call, Module *m) {
         info_done(&b);
 }
 
+static void send_config_event(RpcServerCall *call, Module *m, const ManagerConfigChange *change) {
+        Callassistant__V1__Event ev = CALLASSISTANT__V1__EVENT__INIT;
+
+        ev.kind = CALLASSISTANT__V1__EVENT__KIND__KIND_CONFIG_CHANGED;
+        ev.module = m->name;
+        ev.timestamp_usec = realtime_usec();
+        ev.config_json = (char *)change->redacted_json; /* never a secret in clear */
+        ev.config_revision = change->revision;
+        (void)rpc_server_call_write(call, &ev.base);
+}
+
 static void on_manager_event(Manager *mgr, ManagerEventKind kind, Module *m, const void *payload, void *userdata) {
         DaemonApi *api = userdata;
 
-        if (kind != MANAGER_EVENT_MODULE_STATE || !m)
+        if (!m || kind == MANAGER_EVENT_ENTITY)
                 return;
         for (size_t i = 0; i < api->n_watchers; i++) {
                 Watcher *w = &api->watchers[i];
                 if (w->module && strcmp(w->module, m->name) != 0)
                         continue;
-                send_module_event(w->call, m);
+                if (kind == MANAGER_EVENT_MODULE_STATE)
+                        send_module_event(w->call, m);
+                else if (kind == MANAGER_EVENT_CONFIG && payload)
+                        send_config_event(w->call, m, payload);
         }
 }
 
@@ -378,8 +395,20 @@ int daemon_api_start(Manager *mgr) {
         if (r < 0)
                 return log_error_errno(r, "Failed to start the gRPC runtime: %m");
 
-        r = rpc_server_new(&api->module_server, api->rt, mgr->config.listen, module_methods,
-                           ELEMENTSOF(module_methods), mgr);
+        /* The method tables: ours plus the in-process services'. */
+        api->module_table = calloc(ELEMENTSOF(module_methods) + config_service_n_methods, sizeof(RpcMethod));
+        api->control_table = calloc(ELEMENTSOF(control_methods) + config_service_n_methods, sizeof(RpcMethod));
+        if (!api->module_table || !api->control_table)
+                return log_oom();
+        memcpy(api->module_table, module_methods, sizeof(module_methods));
+        memcpy(api->module_table + ELEMENTSOF(module_methods), config_service_denied_methods,
+               config_service_n_methods * sizeof(RpcMethod));
+        memcpy(api->control_table, control_methods, sizeof(control_methods));
+        memcpy(api->control_table + ELEMENTSOF(control_methods), config_service_methods,
+               config_service_n_methods * sizeof(RpcMethod));
+
+        r = rpc_server_new(&api->module_server, api->rt, mgr->config.listen, api->module_table,
+                           ELEMENTSOF(module_methods) + config_service_n_methods, mgr);
         if (r < 0)
                 return log_error_errno(r, "Cannot listen on %s (module-facing endpoint): %m", mgr->config.listen);
 
@@ -394,7 +423,8 @@ int daemon_api_start(Manager *mgr) {
         if (asprintf(&addr, "unix:%s", mgr->config.control_socket) < 0)
                 return log_oom();
         old = umask(0077);
-        r = rpc_server_new(&api->control_server, api->rt, addr, control_methods, ELEMENTSOF(control_methods), mgr);
+        r = rpc_server_new(&api->control_server, api->rt, addr, api->control_table,
+                           ELEMENTSOF(control_methods) + config_service_n_methods, mgr);
         umask(old);
         if (r < 0)
                 return log_error_errno(r, "Cannot listen on %s (control socket): %m", mgr->config.control_socket);
@@ -421,6 +451,8 @@ void daemon_api_stop(Manager *mgr) {
         rpc_runtime_free(api->rt);
         if (mgr->config.control_socket)
                 (void)unlink(mgr->config.control_socket);
+        free(api->module_table);
+        free(api->control_table);
         free(api);
         mgr->rpc = NULL;
 }

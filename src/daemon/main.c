@@ -240,6 +240,10 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 goto finish;
 
+        r = manager_modules_config_init(mgr);
+        if (r < 0)
+                goto finish;
+
         r = daemon_api_start(mgr);
         if (r < 0)
                 goto finish;

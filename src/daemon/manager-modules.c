@@ -1,5 +1,6 @@
 /* The manager's module set: discovery into the registry, identity tokens, ports, unit specs. */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "daemon/manager-modules.h"
 #include "graph/dep-graph.h"
+#include "services/config/config-service-grpc.h"
 #include "manifest/module-discovery.h"
 #include "ports/port-alloc.h"
 #include "shared/fileio.h"
@@ -260,11 +262,84 @@ int manager_modules_append_unit_props(sd_bus_message *msg, void *userdata) {
         return unit_spec_append(msg, &s);
 }
 
-int manager_modules_deliver_stored_config(Manager *mgr, Module *m, module_call_done_t done) {
-        /* The config service (issue: durable configuration) is not wired in yet. */
+ConfigService *daemon_config_service(void *server_userdata) {
+        Manager *mgr = server_userdata;
+        return mgr->config_service;
+}
+
+static void on_apply_for_service(Manager *mgr, Module *m, int status, const char *message, void *userdata) {
+        ConfigApply *op = userdata;
+        char msg[1200];
+
+        if (status == CA_STATUS_OK) {
+                config_apply_complete(op, CONFIG_STATUS_OK, NULL);
+                return;
+        }
+        snprintf(msg, sizeof(msg), "module %s refused the configuration: %s", m->name,
+                 message && *message ? message : "no reason given");
+        config_apply_complete(op, CONFIG_STATUS_FAILED_PRECONDITION, msg);
+}
+
+/* SetConfig validated the configuration; deliver it to the running module. */
+static void on_config_apply(ConfigApply *op, const char *module, const char *config_json, void *userdata) {
+        Manager *mgr = userdata;
+        Module *m = registry_find(&mgr->registry, module);
+        int r;
+
+        if (!m || !m->registered) {
+                config_apply_complete(op, CONFIG_STATUS_FAILED_PRECONDITION,
+                                      "the module is not running: start it, then configure it");
+                return;
+        }
+        r = manager_apply_config(mgr, m, config_json, on_apply_for_service, op);
+        if (r < 0)
+                config_apply_complete(op, CONFIG_STATUS_FAILED_PRECONDITION, strerror(-r));
+}
+
+static void on_config_changed(const char *module, uint64_t revision, const char *redacted_json, void *userdata) {
+        Manager *mgr = userdata;
+        Module *m = registry_find(&mgr->registry, module);
+        ManagerConfigChange change = { .revision = revision, .redacted_json = redacted_json };
+
+        log_info("Module %s: configuration revision %" PRIu64 " applied.", module, revision);
+        if (m)
+                manager_emit(mgr, MANAGER_EVENT_CONFIG, m, &change);
+}
+
+int manager_modules_config_init(Manager *mgr) {
+        _cleanup_free_ char *dir = NULL;
+        int r;
+
+        if (asprintf(&dir, "%s/config", mgr->config.state_dir) < 0)
+                return log_oom();
+        r = config_service_new(dir, &mgr->config_service);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the configuration store %s: %m", dir);
+        config_service_set_apply_hook(mgr->config_service, on_config_apply, mgr);
+        config_service_set_change_hook(mgr->config_service, on_config_changed, mgr);
         return 0;
+}
+
+int manager_modules_deliver_stored_config(Manager *mgr, Module *m, module_call_done_t done) {
+        _cleanup_free_ char *json = NULL, *error = NULL;
+        int r;
+
+        if (!mgr->config_service || !m->config_schema || !*m->config_schema)
+                return 0;
+        r = config_service_register_schema(mgr->config_service, m->name, m->config_schema, &error);
+        if (r < 0)
+                return log_warning_errno(r, "Module %s: its configuration schema was refused: %s", m->name,
+                                         error ? error : strerror(-r));
+        r = config_service_get_stored_for_apply(mgr->config_service, m->name, &json);
+        if (r <= 0)
+                return 0;
+        /* The stored configuration is re-applied after every (re-)registration. */
+        r = manager_apply_config(mgr, m, json, (manager_apply_done_t)done, NULL);
+        explicit_bzero(json, strlen(json));
+        return r < 0 ? r : 1;
 }
 
 void manager_modules_done(Manager *mgr) {
         mgr->ports = port_allocator_free(mgr->ports);
+        mgr->config_service = config_service_free(mgr->config_service);
 }

@@ -17,8 +17,12 @@ int manager_modules_assign_port(Manager *mgr, Module *m, bool keep_busy);
 /* unit_props_append_t for a Module. */
 int manager_modules_append_unit_props(sd_bus_message *msg, void *userdata);
 
-/* Deliver the module's stored configuration, if any. Returns 1 if a delivery started
- * (done runs later), 0 if there is nothing to deliver. */
+/* After (re-)registration: register the module's configuration schema with the config
+ * service and deliver its stored configuration, if any. Returns 1 if a delivery started
+ * (done runs later), 0 if there is nothing to deliver, negative if the schema was refused. */
 int manager_modules_deliver_stored_config(Manager *mgr, Module *m, module_call_done_t done);
+
+/* Open the configuration store and hook the config service to the lifecycle. */
+int manager_modules_config_init(Manager *mgr);
 
 void manager_modules_done(Manager *mgr);

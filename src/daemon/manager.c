@@ -167,7 +167,7 @@ static void health_start(Manager *mgr, Module *m) {
 
 static void on_config_applied_after_register(Manager *mgr, Module *m, int status, const char *message,
                                              void *userdata) {
-        if (!m->registered)
+        if (!m->registered || status == CA_STATUS_CANCELLED)
                 return;
         if (status == CA_STATUS_OK) {
                 if (m->state == MODULE_WAITING_FOR_CONFIG || m->state == MODULE_STARTING)
@@ -178,7 +178,7 @@ static void on_config_applied_after_register(Manager *mgr, Module *m, int status
 }
 
 static void on_registered(Manager *mgr, Module *m, int status, const char *message, void *userdata) {
-        int reported;
+        int reported, r;
 
         m->registering = false;
         if (m->stop_requested || mgr->shutting_down)
@@ -215,8 +215,11 @@ static void on_registered(Manager *mgr, Module *m, int status, const char *messa
                 set_state(mgr, m, MODULE_STARTING, "registered, module still starting");
 
         /* A stored configuration is (re-)applied after every (re-)registration. */
-        if (manager_modules_deliver_stored_config(mgr, m, on_config_applied_after_register) > 0)
+        r = manager_modules_deliver_stored_config(mgr, m, on_config_applied_after_register);
+        if (r > 0)
                 return;
+        if (r < 0)
+                set_state(mgr, m, MODULE_ERROR, "its configuration schema was refused (see the log)");
         start_ready_modules(mgr);
 }
 

@@ -19,6 +19,12 @@ typedef enum ManagerEventKind {
         MANAGER_EVENT_CONFIG,          /* a module's configuration changed (redacted) */
 } ManagerEventKind;
 
+/* Payload of MANAGER_EVENT_CONFIG. */
+typedef struct ManagerConfigChange {
+        uint64_t revision;
+        const char *redacted_json;
+} ManagerConfigChange;
+
 typedef void (*manager_event_handler_t)(Manager *mgr, ManagerEventKind kind, Module *m, const void *payload,
                                         void *userdata);
 
@@ -36,7 +42,7 @@ struct Manager {
         manager_event_handler_t event_handler;
         void *event_userdata;
         void *rpc;                    /* the daemon's gRPC servers (daemon layer) */
-        void *config_service;         /* the in-process config service */
+        struct ConfigService *config_service;   /* the in-process config service */
 };
 
 int manager_new(Manager **ret, sd_event *event, DaemonConfig *config /* moved into the manager */);

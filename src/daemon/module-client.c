@@ -30,6 +30,7 @@ struct CallCtx {
         Module *module;
         module_call_done_t done;
         void *userdata;
+        bool notify_on_cancel;   /* tell done if the module goes away first (ApplyConfig) */
         CallCtx *next;
 };
 
@@ -84,15 +85,18 @@ void module_client_disconnect(Module *m) {
 
         if (!mc)
                 return;
-        /* Cancelled calls run no callback: free their contexts here. */
+        /* Cancelled calls run no callback: free their contexts here, telling the callers that
+         * must always hear back (a configuration change waits for its answer). */
         rpc_channel_free(mc->channel);
+        m->client = NULL;
         while (mc->calls) {
                 CallCtx *c = mc->calls;
                 mc->calls = c->next;
+                if (c->notify_on_cancel && c->done)
+                        c->done(c->mgr, m, RPC_CANCELLED, "the module went away", c->userdata);
                 free(c);
         }
         free(mc);
-        m->client = NULL;
 }
 
 static char *bounded_strdup(const char *s, size_t max) {
@@ -219,6 +223,7 @@ int module_client_apply_config(Manager *mgr, Module *m, const char *config_json,
         r = ctx_new(mgr, m, done, userdata, &c);
         if (r < 0)
                 return r;
+        c->notify_on_cancel = true;
         req.config_json = (char *)config_json;
         r = rpc_channel_call(((ModuleClient *)m->client)->channel, "/callassistant.v1.ModuleService/ApplyConfig",
                              &req.base, &callassistant__v1__apply_config_response__descriptor, timeout_ms, 0, NULL, 0,
