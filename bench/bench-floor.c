@@ -1,6 +1,7 @@
 /* Benchmark: systemd's own floor. Starts N transient units straight through StartTransientUnit
- * (each running PROGRAM with GRPC_PORT set) and waits until every port accepts a TCP connection.
- * Prints "floor N=<n> seconds=<s>". Usage: bench-floor N PORT_BASE PROGRAM [WORKDIR] */
+ * with the same properties the orchestrator gives module units (src/systemd/unit-properties.c),
+ * each running PROGRAM with GRPC_PORT set, and waits until every port accepts a TCP connection.
+ * Prints "floor N=<n> seconds=<s>". Usage: bench-floor N PORT_BASE PROGRAM [WORKDIR [RO_PATH]] */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,12 +15,14 @@
 #include "shared/log.h"
 #include "shared/macro.h"
 #include "systemd/unit-manager.h"
+#include "systemd/unit-properties.h"
 
 typedef struct Unit {
         char name[64];
         char env[32];
         const char *program;
         const char *workdir;
+        const char *ro_path;
         int done; /* 1 ok, -1 failed */
 } Unit;
 
@@ -31,15 +34,25 @@ static uint64_t now_us(void) {
 
 static int append(sd_bus_message *m, void *userdata) {
         Unit *u = userdata;
-        int r = sd_bus_message_append(m, "(sv)", "Environment", "as", 1, u->env);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "(sv)", "Type", "s", "exec");
-        if (r >= 0 && u->workdir)
-                r = sd_bus_message_append(m, "(sv)", "WorkingDirectory", "s", u->workdir);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "(sv)", "ExecStart", "a(sasb)", 1, "/bin/sh", 3, "/bin/sh", "-c",
-                                          u->program, false);
-        return r;
+        char *env[] = { u->env, NULL };
+        char *ro[] = { (char *)(u->workdir ? u->workdir : "/"), (char *)u->ro_path, NULL };
+        UnitSpec s = {
+                .description = "bench floor unit",
+                .command = u->program,
+                .working_directory = u->workdir,
+                .environment = env,
+                .syslog_identifier = u->name,
+                .module_name = u->name,
+                .restart_usec = 1000000,
+                .start_limit_burst = 5,
+                .start_limit_interval_usec = 60000000,
+                .timeout_stop_usec = 10000000,
+                .slice = "callassistant.slice",
+                .read_only_paths = ro,
+                /* BENCH_CREDENTIAL: hand over a credential too, like module units get. */
+                .credential_path = getenv("BENCH_CREDENTIAL"),
+        };
+        return unit_spec_append(m, &s);
 }
 
 static void on_job(UnitManager *um, const char *unit, int error, const char *result, void *userdata) {
@@ -80,6 +93,7 @@ int main(int argc, char *argv[]) {
                 snprintf(units[i].env, sizeof(units[i].env), "GRPC_PORT=%u", base + i);
                 units[i].program = argv[3];
                 units[i].workdir = argc > 4 ? argv[4] : NULL;
+                units[i].ro_path = argc > 5 ? argv[5] : NULL;
                 if (unit_manager_start_transient(um, units[i].name, append, &units[i], on_job, &units[i]) < 0)
                         return 1;
         }

@@ -184,21 +184,38 @@ oom:
         return log_oom();
 }
 
-int manager_modules_assign_port(Manager *mgr, Module *m, bool keep_busy) {
+static int save_ports(sd_event_source *s, void *userdata) {
+        Manager *mgr = userdata;
         _cleanup_free_ char **names = NULL;
         int r;
 
-        r = port_allocator_get(mgr->ports, m->name, keep_busy, &m->port);
-        if (r < 0)
-                return r;
+        mgr->ports_save = sd_event_source_disable_unref(mgr->ports_save);
         names = calloc(mgr->registry.n_modules + 1, sizeof(char *));
         if (!names)
-                return -ENOMEM;
+                return log_oom();
         for (size_t i = 0; i < mgr->registry.n_modules; i++)
                 names[i] = mgr->registry.modules[i]->name;
         r = port_allocator_save(mgr->ports, names);
         if (r < 0)
                 log_warning_errno(r, "Cannot save the port state, ignoring: %m");
+        return 0;
+}
+
+int manager_modules_assign_port(Manager *mgr, Module *m, bool keep_busy) {
+        uint16_t before = m->port;
+        int r;
+
+        r = port_allocator_get(mgr->ports, m->name, keep_busy, &m->port);
+        if (r < 0)
+                return r;
+        /* One (fsync'ed) write for all the ports assigned in this loop iteration, before
+         * anything else runs: the units starting now will find their ports on disk. */
+        if (m->port != before && !mgr->ports_save) {
+                r = sd_event_add_defer(mgr->event, &mgr->ports_save, save_ports, mgr);
+                if (r < 0)
+                        return save_ports(NULL, mgr);
+                (void)sd_event_source_set_priority(mgr->ports_save, SD_EVENT_PRIORITY_IMPORTANT);
+        }
         return 0;
 }
 
@@ -340,6 +357,8 @@ int manager_modules_deliver_stored_config(Manager *mgr, Module *m, module_call_d
 }
 
 void manager_modules_done(Manager *mgr) {
+        if (mgr->ports_save)
+                (void)save_ports(NULL, mgr);
         mgr->ports = port_allocator_free(mgr->ports);
         mgr->config_service = config_service_free(mgr->config_service);
 }

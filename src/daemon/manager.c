@@ -201,8 +201,9 @@ static void on_registered(Manager *mgr, Module *m, int status, const char *messa
         m->registered = true;
         m->registered_at_usec = now_usec(CLOCK_REALTIME);
         health_start(mgr, m);
-        log_info("Module %s: registered on port %u (pid %u, %zu entity types)", m->name, m->port,
-                 m->unit_status.main_pid, m->n_entity_types);
+        log_info("Module %s: registered on port %u (pid %u, %zu entity types), %.1f ms after the start request",
+                 m->name, m->port, m->unit_status.main_pid, m->n_entity_types,
+                 m->started_at_usec ? (double)(now_usec(CLOCK_MONOTONIC) - m->started_at_usec) / 1000.0 : 0.0);
 
         reported = message ? module_state_from_string(message) : -EINVAL;
         if (reported == MODULE_READY)
@@ -322,6 +323,8 @@ static void on_start_job(UnitManager *um, const char *unit, int error, const cha
         Manager *mgr = m->userdata;
 
         m->start_requested = false;
+        log_debug("Module %s: start job %s after %.1f ms", m->name, result ? result : "?",
+                  (double)(now_usec(CLOCK_MONOTONIC) - m->started_at_usec) / 1000.0);
         if (error < 0) {
                 set_state(mgr, m, MODULE_ERROR, "systemd refused to start %s: %s", unit, result ? result : "");
                 shutdown_progress(mgr);
@@ -620,13 +623,27 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
+static bool strv_contains(char **l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
 int manager_startup(Manager *mgr) {
+        _cleanup_strv_free_ char **loaded = NULL;
         unsigned adopted = 0;
         int r;
 
         r = unit_manager_new(&mgr->units, mgr->event, mgr->config.user_manager);
         if (r < 0)
                 return r;
+
+        /* Which module units does systemd have already (running ones are adopted)? One call,
+         * rather than a status read per module. */
+        r = unit_manager_list_loaded(mgr->units, "call-assistant-module@*", &loaded);
+        if (r < 0)
+                return log_error_errno(r, "Cannot list the module units: %m");
 
         for (size_t i = 0; i < mgr->registry.n_modules; i++) {
                 Module *m = mgr->registry.modules[i];
@@ -636,9 +653,12 @@ int manager_startup(Manager *mgr) {
                 if (m->state == MODULE_DISABLED)
                         continue;
 
-                r = unit_manager_get_status(mgr->units, m->unit, &st);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot read the status of %s: %m", m->unit);
+                if (strv_contains(loaded, m->unit)) {
+                        r = unit_manager_get_status(mgr->units, m->unit, &st);
+                        if (r < 0)
+                                return log_error_errno(r, "Cannot read the status of %s: %m", m->unit);
+                } else
+                        st = (UnitStatus){ .loaded = false };
                 m->unit_status = st;
                 if (unit_is_up(m)) {
                         /* Still running from before our restart: adopt it, do not restart it.

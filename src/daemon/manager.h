@@ -34,6 +34,7 @@ struct Manager {
         UnitManager *units;
         Registry registry;
         PortAllocator *ports;
+        sd_event_source *ports_save;  /* deferred write of the port state */
         char *orchestrator_address;   /* what modules get in CALL_ASSISTANT_ORCHESTRATOR */
         char *credentials_dir;        /* <runtime_dir>/credentials, 0700 */
         bool shutting_down;

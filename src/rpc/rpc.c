@@ -301,7 +301,7 @@ static void fill_channel_args(RpcRuntime *rt, grpc_arg *args, grpc_channel_args 
                 args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                                         .value.integer = 10 };
                 args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-                                        .value.integer = 250 };
+                                        .value.integer = 40 };
                 args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_ENABLE_RETRIES,
                                         .value.integer = 0 };
                 /* One channel per target, never shared between our channels. */

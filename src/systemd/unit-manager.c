@@ -12,13 +12,28 @@
 #define SD_MANAGER "org.freedesktop.systemd1.Manager"
 #define BUS_TIMEOUT_USEC (25ULL * 1000 * 1000)
 
+/* dbus-daemon allows 128 pending replies per connection on the system bus by default; more
+ * in-flight calls fail with LimitsExceeded. Keep well below that and queue the rest. */
+#define MAX_INFLIGHT 64
+
 typedef struct Job Job;
+typedef struct Call Call;
+
+struct Call {
+        UnitManager *manager;
+        sd_bus_message *msg;
+        sd_bus_message_handler_t callback;
+        void *userdata;
+        sd_bus_slot *slot;     /* once sent */
+        Call **owner;          /* the owner's pointer to this call, cleared when it completes */
+        Call *next;            /* in the queue, while not sent */
+};
 
 struct Job {
         UnitManager *manager;
         char *unit;
         char *path;           /* job object path, once the method reply told us */
-        sd_bus_slot *call_slot;
+        Call *call;
         unit_job_handler_t handler;
         void *userdata;
         Job *next;
@@ -29,7 +44,7 @@ struct UnitWatch {
         char *unit;
         char *path;                /* unit object path */
         sd_bus_slot *match_slot;   /* PropertiesChanged on path */
-        sd_bus_slot *refresh_slot; /* GetAll in flight */
+        Call *refresh;             /* GetAll in flight (or queued) */
         bool dirty;                /* another change arrived while a refresh was in flight */
         bool reported;             /* the handler ran at least once */
         UnitStatus status;
@@ -44,12 +59,132 @@ struct UnitManager {
         sd_bus_slot *job_removed_slot;
         Job *jobs;
         UnitWatch *watches;
+        unsigned n_inflight;
+        Call *queue_head, *queue_tail;
+        bool closing;          /* being freed: send nothing more */
 };
+
+static void call_pump(UnitManager *m);
+
+static void call_destroyed(void *userdata) {
+        Call *c = userdata;
+        UnitManager *m = c->manager;
+
+        if (c->owner && *c->owner == c)
+                *c->owner = NULL;
+        sd_bus_message_unref(c->msg);
+        free(c);
+        m->n_inflight--;
+        call_pump(m);
+}
+
+static int call_trampoline(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Call *c = userdata;
+        sd_bus_message_handler_t cb = c->callback;
+        void *ud = c->userdata;
+
+        /* The owner no longer has a call in flight once its callback runs. */
+        if (c->owner && *c->owner == c)
+                *c->owner = NULL;
+        c->owner = NULL;
+        cb(reply, ud, ret_error);
+        /* Frees c (destroy callback), which may send the next queued call. */
+        sd_bus_slot_unref(c->slot);
+        return 0;
+}
+
+static int call_send(Call *c) {
+        UnitManager *m = c->manager;
+        int r;
+
+        r = sd_bus_call_async(m->bus, &c->slot, c->msg, call_trampoline, c, BUS_TIMEOUT_USEC);
+        if (r < 0)
+                return r;
+        m->n_inflight++;
+        (void)sd_bus_slot_set_destroy_callback(c->slot, call_destroyed);
+        return 0;
+}
+
+static void call_pump(UnitManager *m) {
+        while (!m->closing && m->queue_head && m->n_inflight < MAX_INFLIGHT) {
+                Call *c = m->queue_head;
+                m->queue_head = c->next;
+                if (!m->queue_head)
+                        m->queue_tail = NULL;
+                c->next = NULL;
+                if (call_send(c) < 0) {
+                        /* Tell the owner the call failed, as if systemd had answered so. */
+                        _cleanup_(sd_bus_message_unrefp) sd_bus_message *err = NULL;
+                        sd_bus_error e = SD_BUS_ERROR_MAKE_CONST(SD_BUS_ERROR_NO_REPLY, "could not send the call");
+                        if (c->owner && *c->owner == c)
+                                *c->owner = NULL;
+                        if (sd_bus_message_new_method_error(c->msg, &err, &e) >= 0)
+                                c->callback(err, c->userdata, NULL);
+                        sd_bus_message_unref(c->msg);
+                        free(c);
+                }
+        }
+}
+
+/* Send msg now or when fewer calls are in flight; *owner points to the call until its
+ * callback runs. */
+static int call_async(UnitManager *m, sd_bus_message *msg, sd_bus_message_handler_t callback, void *userdata,
+                      Call **owner) {
+        Call *c = calloc(1, sizeof(*c));
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        *c = (Call){ .manager = m, .msg = sd_bus_message_ref(msg), .callback = callback, .userdata = userdata,
+                     .owner = owner };
+        if (m->n_inflight < MAX_INFLIGHT) {
+                r = call_send(c);
+                if (r < 0) {
+                        sd_bus_message_unref(c->msg);
+                        free(c);
+                        return r;
+                }
+        } else {
+                if (m->queue_tail)
+                        m->queue_tail->next = c;
+                else
+                        m->queue_head = c;
+                m->queue_tail = c;
+        }
+        *owner = c;
+        return 0;
+}
+
+/* Cancel a call: no callback will run. */
+static void call_cancel(Call *c) {
+        UnitManager *m;
+
+        if (!c)
+                return;
+        m = c->manager;
+        c->owner = NULL;
+        if (c->slot) {
+                sd_bus_slot_unref(c->slot); /* destroy callback frees it */
+                return;
+        }
+        for (Call **p = &m->queue_head; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        if (m->queue_tail == c) {
+                                m->queue_tail = NULL;
+                                for (Call *t = m->queue_head; t; t = t->next)
+                                        m->queue_tail = t;
+                        }
+                        break;
+                }
+        sd_bus_message_unref(c->msg);
+        free(c);
+}
 
 static Job *job_free(Job *j) {
         if (!j)
                 return NULL;
-        sd_bus_slot_unref(j->call_slot);
+        call_cancel(j->call);
         free(j->unit);
         free(j->path);
         free(j);
@@ -99,8 +234,6 @@ static int on_job_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
         const sd_bus_error *e;
         const char *path;
         int r;
-
-        j->call_slot = sd_bus_slot_unref(j->call_slot);
 
         e = sd_bus_message_get_error(reply);
         if (e) {
@@ -176,6 +309,9 @@ int unit_manager_new(UnitManager **ret, sd_event *event, bool user) {
 UnitManager *unit_manager_free(UnitManager *m) {
         if (!m)
                 return NULL;
+        m->closing = true;
+        while (m->queue_head)
+                call_cancel(m->queue_head);
         while (m->jobs) {
                 Job *j = m->jobs;
                 m->jobs = j->next;
@@ -228,7 +364,7 @@ int unit_manager_start_transient(UnitManager *m, const char *unit, unit_props_ap
         r = job_new(m, unit, handler, userdata, &j);
         if (r < 0)
                 return r;
-        r = sd_bus_call_async(m->bus, &j->call_slot, msg, on_job_reply, j, BUS_TIMEOUT_USEC);
+        r = call_async(m, msg, on_job_reply, j, &j->call);
         if (r < 0) {
                 job_free(j);
                 return r;
@@ -242,11 +378,17 @@ static int unit_manager_job(UnitManager *m, const char *method, const char *unit
         Job *j;
         int r;
 
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+
+        r = sd_bus_message_new_method_call(m->bus, &msg, SD_DEST, SD_PATH, SD_MANAGER, method);
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "ss", unit, "replace");
+        if (r < 0)
+                return r;
         r = job_new(m, unit, handler, userdata, &j);
         if (r < 0)
                 return r;
-        r = sd_bus_call_method_async(m->bus, &j->call_slot, SD_DEST, SD_PATH, SD_MANAGER, method, on_job_reply, j,
-                                     "ss", unit, "replace");
+        r = call_async(m, msg, on_job_reply, j, &j->call);
         if (r < 0) {
                 job_free(j);
                 return r;
@@ -280,10 +422,10 @@ static void copy_string(char *dst, size_t size, const char *src) {
         dst[n] = 0;
 }
 
-/* Parse a GetAll("") reply (a{sv} over every interface) into a status. */
-static int parse_status(sd_bus_message *reply, UnitStatus *ret) {
-        UnitStatus s = { .loaded = true };
-        char load_state[32] = "";
+/* Read an a{sv} of unit/service properties into *s, changing only the fields present.
+ * *load_state is set if LoadState is present. */
+static int parse_properties(sd_bus_message *reply, UnitStatus *ret, char load_state[static 32]) {
+        UnitStatus s = *ret;
         int r;
 
         r = sd_bus_message_enter_container(reply, 'a', "{sv}");
@@ -314,7 +456,13 @@ static int parse_status(sd_bus_message *reply, UnitStatus *ret) {
                 READ_STR("ActiveState", s.active_state);
                 READ_STR("SubState", s.sub_state);
                 READ_STR("Result", s.result);
-                READ_STR("LoadState", load_state);
+                if (strcmp(name, "LoadState") == 0) {
+                        r = sd_bus_message_read(reply, "v", "s", &str);
+                        if (r < 0)
+                                return r;
+                        copy_string(load_state, 32, str);
+                        goto next;
+                }
                 READ_NUM("MainPID", "u", s.main_pid);
                 READ_NUM("NRestarts", "u", s.n_restarts);
                 READ_NUM("ExecMainCode", "i", s.exec_main_code);
@@ -335,7 +483,19 @@ static int parse_status(sd_bus_message *reply, UnitStatus *ret) {
         r = sd_bus_message_exit_container(reply);
         if (r < 0)
                 return r;
+        *ret = s;
+        return 0;
+}
 
+/* Parse a GetAll("") reply (a{sv} over every interface) into a status. */
+static int parse_status(sd_bus_message *reply, UnitStatus *ret) {
+        UnitStatus s = { .loaded = true };
+        char load_state[32] = "";
+        int r;
+
+        r = parse_properties(reply, &s, load_state);
+        if (r < 0)
+                return r;
         /* A unit systemd loaded only because we asked about it is not a unit. */
         if (strcmp(load_state, "not-found") == 0 || load_state[0] == 0)
                 s.loaded = false;
@@ -347,6 +507,50 @@ static void status_unloaded(UnitStatus *s) {
         *s = (UnitStatus){ .loaded = false };
         copy_string(s->active_state, sizeof(s->active_state), "inactive");
         copy_string(s->sub_state, sizeof(s->sub_state), "dead");
+}
+
+int unit_manager_list_loaded(UnitManager *m, const char *pattern, char ***ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *name;
+        char **l = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_call_method(m->bus, SD_DEST, SD_PATH, SD_MANAGER, "ListUnitsByPatterns", &error, &reply, "asas", 0,
+                               1, pattern);
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(ssssssouso)");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(reply, "(ssssssouso)", &name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                        NULL)) > 0) {
+                char **nl = realloc(l, (n + 2) * sizeof(char *));
+                if (!nl) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+                l = nl;
+                l[n] = strdup(name);
+                l[++n] = NULL;
+                if (!l[n - 1]) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+        }
+        if (r < 0) {
+                strv_free(l);
+                return r;
+        }
+        if (!l) {
+                l = calloc(1, sizeof(char *));
+                if (!l)
+                        return -ENOMEM;
+        }
+        *ret = l;
+        return 0;
 }
 
 int unit_manager_get_status(UnitManager *m, const char *unit, UnitStatus *ret) {
@@ -373,13 +577,12 @@ int unit_manager_get_status(UnitManager *m, const char *unit, UnitStatus *ret) {
 }
 
 static int watch_refresh(UnitWatch *w);
+static void watch_report(UnitWatch *w, const UnitStatus *s);
 
 static int on_refresh_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         UnitWatch *w = userdata;
         UnitStatus s;
         int r;
-
-        w->refresh_slot = sd_bus_slot_unref(w->refresh_slot);
 
         if (sd_bus_message_is_method_error(reply, NULL))
                 status_unloaded(&s);
@@ -401,31 +604,79 @@ static int on_refresh_reply(sd_bus_message *reply, void *userdata, sd_bus_error 
                         return 0;
         }
 
-        if (w->reported && memcmp(&s, &w->status, sizeof(s)) == 0)
-                return 0;
-        w->status = s;
-        w->reported = true;
-        if (w->handler)
-                w->handler(w->manager, w->unit, &w->status, w->userdata);
+        watch_report(w, &s);
         return 0;
 }
 
 static int watch_refresh(UnitWatch *w) {
-        if (w->refresh_slot) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        if (w->refresh) {
                 w->dirty = true;
                 return 0;
         }
-        return sd_bus_call_method_async(w->manager->bus, &w->refresh_slot, SD_DEST, w->path,
-                                        "org.freedesktop.DBus.Properties", "GetAll", on_refresh_reply, w, "s", "");
+        r = sd_bus_message_new_method_call(w->manager->bus, &msg, SD_DEST, w->path, "org.freedesktop.DBus.Properties",
+                                           "GetAll");
+        if (r >= 0)
+                r = sd_bus_message_append(msg, "s", "");
+        if (r >= 0)
+                r = call_async(w->manager, msg, on_refresh_reply, w, &w->refresh);
+        return r;
+}
+
+static void watch_report(UnitWatch *w, const UnitStatus *s) {
+        if (w->reported && memcmp(s, &w->status, sizeof(*s)) == 0)
+                return;
+        w->status = *s;
+        w->reported = true;
+        if (w->handler)
+                w->handler(w->manager, w->unit, &w->status, w->userdata);
 }
 
 static int on_properties_changed(sd_bus_message *message, void *userdata, sd_bus_error *ret_error) {
         UnitWatch *w = userdata;
+        char load_state[32] = "";
+        const char *interface;
+        UnitStatus s;
         int r;
 
-        r = watch_refresh(w);
-        if (r < 0)
-                log_warning_errno(r, "Failed to refresh the status of %s, ignoring: %m", w->unit);
+        /* The signal carries the new values: use them, without a round trip. Only when values
+         * come as invalidations (or before the first full read) read everything again. */
+        if (w->refresh || !w->reported) {
+                w->dirty = true;
+                return 0;
+        }
+        s = w->status;
+        r = sd_bus_message_read(message, "s", &interface);
+        if (r >= 0)
+                r = parse_properties(message, &s, load_state);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(message, 'a', "s");
+        if (r >= 0) {
+                const char *inv;
+                bool invalidated = false;
+                while ((r = sd_bus_message_read(message, "s", &inv)) > 0)
+                        invalidated = true;
+                if (r >= 0 && invalidated)
+                        r = -ESTALE;
+        }
+        if (r < 0) {
+                r = watch_refresh(w);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to refresh the status of %s, ignoring: %m", w->unit);
+                return 0;
+        }
+        if (load_state[0])
+                s.loaded = strcmp(load_state, "not-found") != 0;
+        /* The unit got loaded (it was started) since our last full read: read it fully. */
+        if (!s.loaded || !w->status.loaded) {
+                r = watch_refresh(w);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to refresh the status of %s, ignoring: %m", w->unit);
+                return 0;
+        }
+        watch_report(w, &s);
         return 0;
 }
 
@@ -454,8 +705,10 @@ int unit_manager_watch(UnitManager *m, const char *unit, unit_status_handler_t h
                 unit_watch_free(w);
                 return r;
         }
-        r = sd_bus_match_signal(m->bus, &w->match_slot, SD_DEST, w->path, "org.freedesktop.DBus.Properties",
-                                "PropertiesChanged", on_properties_changed, w);
+        /* Asynchronous AddMatch: no round trip per unit. The match is in place before the
+         * GetAll below is answered (the bus orders our messages), so no change is missed. */
+        r = sd_bus_match_signal_async(m->bus, &w->match_slot, SD_DEST, w->path, "org.freedesktop.DBus.Properties",
+                                      "PropertiesChanged", on_properties_changed, NULL, w);
         if (r >= 0)
                 r = watch_refresh(w);
         if (r < 0) {
@@ -476,7 +729,7 @@ UnitWatch *unit_watch_free(UnitWatch *w) {
                         break;
                 }
         sd_bus_slot_unref(w->match_slot);
-        sd_bus_slot_unref(w->refresh_slot);
+        call_cancel(w->refresh);
         free(w->unit);
         free(w->path);
         free(w);

@@ -56,6 +56,9 @@ UnitWatch *unit_watch_free(UnitWatch *w);
 /* The last status read for a watched unit. */
 const UnitStatus *unit_watch_get_status(UnitWatch *w);
 
+/* Names of the units systemd has loaded that match a glob pattern (one call). */
+int unit_manager_list_loaded(UnitManager *m, const char *pattern, char ***ret);
+
 /* Synchronous status read (for adoption at startup and for tools). */
 int unit_manager_get_status(UnitManager *m, const char *unit, UnitStatus *ret);
 

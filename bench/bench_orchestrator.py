@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""The orchestrator benchmark (run by bench/run inside the systemd sandbox).
+
+In one run, for N = 10, 50, 100 (the C example module, modules/camera):
+  (a) time from starting call-assistant to N modules READY;
+  (b) systemd's floor: the same N units (same properties) started straight through
+      StartTransientUnit until each port answers (bench-floor);
+and prints both and their ratio. Then, with 100 modules health-checked every second:
+the orchestrator's RSS and CPU use, and the time from kill -9 of a module to the orchestrator
+noticing it (an event on WatchEvents). Targets: ratio <= 1.5, RSS <= 10 MB, CPU <= 1% of a
+core, crash noticed <= 50 ms.
+"""
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+BUILD = os.environ["CA_BUILD_ROOT"]
+sys.path.insert(0, os.path.join(BUILD, "tests", "integration", "pystubs"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+
+import grpc  # noqa: E402
+from callassistant.v1 import orchestrator_pb2 as opb  # noqa: E402
+from callassistant.v1 import orchestrator_pb2_grpc as ogrpc  # noqa: E402
+
+CAMERA_DIR = os.path.join(BUILD, "modules", "camera")
+CAMERA = os.path.join(CAMERA_DIR, "camera-module")
+SANDBOX_EXEC = os.environ["CA_SANDBOX_EXEC"]
+CREDENTIAL = os.path.join(os.environ["CA_SANDBOX_SHARE"], "bench-credential")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def inside(*argv):
+    return subprocess.run([SANDBOX_EXEC, "exec", *argv], capture_output=True, text=True, timeout=120)
+
+
+def floor(n, credential):
+    env = dict(os.environ)
+    if credential:
+        # Module units get their token with LoadCredential=; so do these.
+        env["BENCH_CREDENTIAL"] = CREDENTIAL
+    out = subprocess.run([os.path.join(BUILD, "bench", "bench-floor"), str(n), "52000", CAMERA, CAMERA_DIR, BUILD],
+                         capture_output=True, text=True, timeout=300, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"bench-floor failed: {out.stderr}")
+    # Let the stop jobs finish before the next measurement.
+    wait_no_units("bench-floor-")
+    return float(out.stdout.split("seconds=")[1])
+
+
+def wait_no_units(prefix, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        units = inside("systemctl", "list-units", "--all", "--no-legend", "--plain", f"{prefix}*").stdout
+        if not units.strip():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"units {prefix}* did not go away")
+
+
+class Orch:
+    def __init__(self, n, health_ms):
+        self.root = os.path.join(BUILD, "bench-tmp")
+        shutil.rmtree(self.root, ignore_errors=True)
+        modules = os.path.join(self.root, "modules")
+        for i in range(n):
+            d = os.path.join(modules, f"cam{i}")
+            os.makedirs(d)
+            with open(os.path.join(d, "module.yaml"), "w") as f:
+                f.write(f'name: "cam{i}"\nversion: "1"\ndescription: "bench"\ncommand: "{CAMERA}"\n')
+        os.chmod(self.root, 0o755)
+        with open(os.path.join(self.root, "config.yaml"), "w") as f:
+            f.write(f"health:\n  interval_ms: {health_ms}\n  timeout_ms: 500\n"
+                    f"units:\n  read_only_paths: [\"{BUILD}\"]\n")
+        self.control = os.path.join(self.root, "control.sock")
+        self.n = n
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "call-assistant"), "--config", os.path.join(self.root, "config.yaml"),
+             "--modules-dir", modules, "--state-dir", os.path.join(self.root, "state"),
+             "--runtime-dir", os.path.join(os.environ["CA_SANDBOX_SHARE"], "bench"),
+             "--control-socket", self.control, "--listen", "127.0.0.1:50050"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        while not os.path.exists(self.control):
+            if self.proc.poll() is not None or time.monotonic() - self.t0 > 30:
+                raise SystemExit("the orchestrator did not start")
+            time.sleep(0.002)
+        self.channel = grpc.insecure_channel(f"unix:{self.control}")
+        self.stub = ogrpc.OrchestratorServiceStub(self.channel)
+
+    def wait_all_ready(self):
+        ready = set()
+        events = self.stub.WatchEvents(opb.WatchEventsRequest(initial_state=True), timeout=300)
+        for ev in events:
+            if ev.kind == opb.Event.KIND_MODULE_CHANGED and ev.module_info.status == opb.MODULE_STATUS_READY:
+                ready.add(ev.module)
+                if len(ready) == self.n:
+                    break
+        events.cancel()
+        return time.monotonic() - self.t0
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def crash_noticed_ms(self, name):
+        info = self.stub.GetModule(opb.GetModuleRequest(name=name), timeout=5)
+        events = self.stub.WatchEvents(opb.WatchEventsRequest(module=name), timeout=30)
+        # The stream is open once the server accepted it; give it a moment to be registered.
+        time.sleep(0.2)
+        t_kill = time.monotonic()
+        inside("kill", "-9", str(info.main_pid))
+        for ev in events:
+            if ev.module_info.status != opb.MODULE_STATUS_READY or ev.module_info.main_pid != info.main_pid:
+                noticed = time.monotonic()
+                break
+        events.cancel()
+        # The time until kill(1) inside the sandbox returned is included: an upper bound.
+        return (noticed - t_kill) * 1000
+
+    def stop(self):
+        self.channel.close()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=300)
+        wait_no_units("call-assistant-module@cam")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def main():
+    with open(CREDENTIAL, "w") as f:
+        f.write("0" * 64)
+    os.chmod(CREDENTIAL, 0o400)
+    print("call-assistant benchmark (C example module; orchestrator vs systemd's floor)")
+    print("floor: the same units (same properties, LoadCredential= included) started straight through")
+    print("StartTransientUnit until each port answers; 'no cred' is the floor without LoadCredential=.")
+    print(f"{'N':>5} {'floor s':>9} {'(no cred)':>10} {'orchestrator s':>15} {'ratio':>7}")
+    ratios = {}
+    for n in (10, 50, 100):
+        f0 = floor(n, False)
+        f = floor(n, True)
+        o = Orch(n, health_ms=5000)
+        t = o.wait_all_ready()
+        o.stop()
+        ratios[n] = t / f
+        print(f"{n:>5} {f:>9.3f} {f0:>10.3f} {t:>15.3f} {t / f:>7.2f}", flush=True)
+
+    o = Orch(100, health_ms=1000)
+    o.wait_all_ready()
+    time.sleep(2)
+    c0, w0 = o.cpu_seconds(), time.monotonic()
+    time.sleep(10)
+    cpu = (o.cpu_seconds() - c0) / (time.monotonic() - w0) * 100
+    rss = o.rss_kb() / 1024
+    crashes = []
+    for i in range(5):
+        crashes.append(o.crash_noticed_ms(f"cam{i}"))
+    o.stop()
+    print(f"100 modules, health-checked every second: RSS {rss:.1f} MB, CPU {cpu:.2f}% of a core")
+    print(f"kill -9 of a module to the orchestrator noticing: median {statistics.median(crashes):.1f} ms "
+          f"(min {min(crashes):.1f}, max {max(crashes):.1f}; includes running kill inside the sandbox)")
+    print("targets: ratio <= 1.5, RSS <= 10 MB, CPU <= 1%, crash noticed <= 50 ms")
+    ok = max(ratios.values()) <= 1.5 and rss <= 10 and cpu <= 1 and statistics.median(crashes) <= 50
+    print("all targets met" if ok else "NOT all targets met")
+
+
+if __name__ == "__main__":
+    main()
