@@ -59,10 +59,12 @@ static int apply_config(CaModule *m, const char *config_json, char **ret_error, 
         return r;
 }
 
-static int create_entity(CaModule *m, CaEntity *e, char **ret_error, void *userdata) {
-        Camera *cam = userdata;
+/* Validate a video_source configuration: {"url": "rtsp://...", "transport": "tcp"|"udp"}.
+ * On success returns the URL and the transport (the module's default if not given). */
+static int parse_source(Camera *cam, const char *config_json, char **ret_url, char **ret_transport,
+                        char **ret_error) {
         json_error_t jerr;
-        json_t *root = json_loads(e->config_json, 0, &jerr), *url, *tr;
+        json_t *root = json_loads(config_json, 0, &jerr), *url, *tr;
         const char *u = NULL, *transport = cam->default_transport;
         int r = 0;
 
@@ -82,22 +84,51 @@ static int create_entity(CaModule *m, CaEntity *e, char **ret_error, void *userd
         if (r == 0) {
                 if (tr)
                         transport = json_string_value(tr);
-                if (ca_entity_set_attribute(e, "stream_url", u) < 0 ||
-                    ca_entity_set_attribute(e, "transport", transport) < 0 || !(e->state = strdup("idle")))
+                *ret_url = strdup(u);
+                *ret_transport = strdup(transport);
+                if (!*ret_url || !*ret_transport) {
+                        free(*ret_url);
+                        free(*ret_transport);
                         r = -ENOMEM;
+                }
         }
         json_decref(root);
         return r;
 }
 
-static int configure_entity(CaModule *m, CaEntity *e, const char *json, char **ret_error, void *userdata) {
-        CaEntity probe = *e;
+/* Point an entity at its stream (attributes shown in ListEntities). */
+static int apply_source(CaEntity *e, const char *url, const char *transport) {
+        if (ca_entity_set_attribute(e, "stream_url", url) < 0 || ca_entity_set_attribute(e, "transport", transport) < 0)
+                return -ENOMEM;
+        return 0;
+}
 
-        /* Validate the new configuration exactly like a new entity. */
-        probe.config_json = (char *)json;
-        probe.state = NULL;
-        int r = create_entity(m, &probe, ret_error, userdata);
-        free(probe.state);
+static int create_entity(CaModule *m, CaEntity *e, char **ret_error, void *userdata) {
+        char *url = NULL, *transport = NULL;
+        int r;
+
+        r = parse_source(userdata, e->config_json, &url, &transport, ret_error);
+        if (r < 0)
+                return r;
+        r = apply_source(e, url, transport);
+        if (r >= 0 && !(e->state = strdup("idle")))
+                r = -ENOMEM;
+        free(url);
+        free(transport);
+        return r;
+}
+
+static int configure_entity(CaModule *m, CaEntity *e, const char *json, char **ret_error, void *userdata) {
+        char *url = NULL, *transport = NULL;
+        int r;
+
+        /* Validate completely before changing anything: a refused change keeps the old one. */
+        r = parse_source(userdata, json, &url, &transport, ret_error);
+        if (r < 0)
+                return r;
+        r = apply_source(e, url, transport);
+        free(url);
+        free(transport);
         return r;
 }
 

@@ -695,22 +695,28 @@ RpcServer *rpc_server_free(RpcServer *s) {
         if (!s)
                 return NULL;
         rt = s->rt;
+        /* Graceful: no new calls; answers already given (e.g. to a Shutdown request) still go
+         * out. Calls that cannot end by themselves (a handler still holds them: hanging or
+         * streaming) are ended now: their handlers are told, the clients get CANCELLED. */
         grpc_server_shutdown_and_notify(s->server, rt->cq, &s->shutdown_tag);
-        grpc_server_cancel_all_calls(s->server);
-
-        /* Calls whose handler still holds them: tell the handler, then drop its reference. */
         for (RpcServerCall *c = s->calls, *next; c; c = next) {
-                next = c->next;
                 c->refs++;
-                server_call_cancelled(c);
-                if (c->handler_ref) {
-                        c->finished = true;
-                        server_call_release_handler(c);
+                if (c->handler_ref && !c->finished) {
+                        server_call_cancelled(c);
+                        if (c->handler_ref) {
+                                c->finished = true;
+                                server_call_release_handler(c);
+                        }
+                        grpc_call_cancel(c->call, NULL);
                 }
                 next = c->next;
                 server_call_unref(c);
         }
-        pump_until(rt, &s->shutdown_done, 10000);
+        pump_until(rt, &s->shutdown_done, 2000);
+        if (!s->shutdown_done) {
+                grpc_server_cancel_all_calls(s->server);
+                pump_until(rt, &s->shutdown_done, 10000);
+        }
         if (!s->shutdown_done)
                 log_error("gRPC server shutdown did not complete; leaking it.");
         else

@@ -20,9 +20,12 @@
 #define CHECK "/grpc.health.v1.Health/Check"
 #define WATCH "/grpc.health.v1.Health/Watch"
 #define HANG "/test.Hang/Hang"
+#define BYE "/test.Bye/Bye"
 
 typedef Grpc__Health__V1__HealthCheckRequest Req;
 typedef Grpc__Health__V1__HealthCheckResponse Resp;
+
+static bool bye_replied;
 
 typedef struct Server {
         RpcServerCall *held;        /* a call the "hang" handler keeps */
@@ -80,7 +83,16 @@ static void on_watch(RpcServerCall *call, const ProtobufCMessage *request, void 
         assert_int_equal(rpc_server_call_finish(call, RPC_OK, NULL), 0);
 }
 
+static void on_bye(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
+        Resp resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+
+        resp.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        assert_int_equal(rpc_server_call_reply(call, &resp.base), 0);
+        bye_replied = true;
+}
+
 static const RpcMethod methods[] = {
+        { BYE, &grpc__health__v1__health_check_request__descriptor, on_bye, false },
         { CHECK, &grpc__health__v1__health_check_request__descriptor, on_check, false },
         { WATCH, &grpc__health__v1__health_check_request__descriptor, on_watch, true },
         { HANG, &grpc__health__v1__health_check_request__descriptor, on_hang, false },
@@ -337,6 +349,26 @@ static void test_shutdown_with_calls_in_flight(void **state) {
         assert_false(r3.done);
 }
 
+/* A reply given just before the server goes away still reaches the client (a module
+ * answering Shutdown and then exiting). */
+static void test_reply_flushed_before_server_free(void **state) {
+        Req req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+        Result r = {};
+        Env e;
+
+        env_setup(&e, 0);
+        bye_replied = false;
+        assert_int_equal(rpc_channel_call(e.channel, BYE, &req.base, &grpc__health__v1__health_check_response__descriptor,
+                                          5000, 0, NULL, 0, on_done, &r, NULL),
+                         0);
+        assert_int_equal(rpc_wait_for(e.event, &bye_replied, 10000), 0);
+        rpc_server_free(e.server); /* at once, before the reply's completion was processed */
+        assert_int_equal(rpc_wait_for(e.event, &r.done, 10000), 0);
+        assert_int_equal(r.status, RPC_OK);
+        assert_int_equal(r.serving, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+        env_teardown(&e);
+}
+
 /* The peer that disappears: a child process serving Hang, killed while our call waits. */
 static int child_main(void) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
@@ -406,6 +438,7 @@ int main(int argc, char *argv[]) {
                 cmocka_unit_test(test_deadline_exceeded),
                 cmocka_unit_test(test_streaming),
                 cmocka_unit_test(test_shutdown_with_calls_in_flight),
+                cmocka_unit_test(test_reply_flushed_before_server_free),
                 cmocka_unit_test(test_peer_disappears),
         };
 
