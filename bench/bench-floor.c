@@ -60,6 +60,12 @@ static void on_job(UnitManager *um, const char *unit, int error, const char *res
         u->done = (error >= 0 && strcmp(result, "done") == 0) ? 1 : -1;
 }
 
+static unsigned stopped;
+
+static void on_stopped(UnitManager *um, const char *unit, int error, const char *result, void *userdata) {
+        stopped++;
+}
+
 static bool port_answers(uint16_t port) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
         _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -114,11 +120,14 @@ int main(int argc, char *argv[]) {
         printf("floor N=%u seconds=%.3f\n", n, (double)(t1 - t0) / 1e6);
         fflush(stdout);
 
+        /* Stop them again, and wait until every stop job is done (bounded). */
+        stopped = 0;
         for (unsigned i = 0; i < n; i++)
-                (void)unit_manager_stop(um, units[i].name, NULL, NULL);
-        /* Let the stop jobs go out before we disconnect. */
-        for (int k = 0; k < 50; k++)
-                (void)sd_event_run(event, 10000);
+                if (unit_manager_stop(um, units[i].name, on_stopped, NULL) < 0)
+                        stopped++;
+        deadline = now_us() + 120ULL * 1000000;
+        while (stopped < n && now_us() < deadline)
+                (void)sd_event_run(event, 100000);
         unit_manager_free(um);
         free(units);
         free(up);

@@ -9,7 +9,7 @@ import unittest
 
 import grpc
 
-from orchestrator_harness import (CTL, Orchestrator, inside, main, opb, ogrpc, wait_until)
+from orchestrator_harness import (BUILD, CTL, Orchestrator, inside, main, opb, ogrpc, wait_until)
 
 
 class Lifecycle(unittest.TestCase):
@@ -180,6 +180,31 @@ class Lifecycle(unittest.TestCase):
             self.assertNotIn(f.read().strip(), show)
         self.assertRegex(show, r"LoadCredential=module-token:.*/credentials/trusty\.token")
         self.assertIn("DynamicUser=yes", show)
+
+
+    def test_runs_as_a_type_notify_service(self):
+        # The daemon itself as a systemd service inside the sandbox (as call-assistant.service
+        # runs it): systemd-run returns once the daemon sent READY=1.
+        o = Orchestrator("notify", [dict(dir="notified")])
+        self.addCleanup(o.cleanup)
+        self.addCleanup(lambda: inside("systemctl", "stop", "ca-notify-test.service"))
+        r = inside("systemd-run", "--unit=ca-notify-test", "-p", "Type=notify", "-p", "KillMode=process",
+                   "-p", "WatchdogSec=10s", "/usr/bin/env", f"LD_LIBRARY_PATH={BUILD}/src/sdk",
+                   os.path.join(BUILD, "call-assistant"), "--config", o.config, "--modules-dir", o.modules_dir,
+                   "--state-dir", "/var/lib/ca-notify-test", "--runtime-dir", "/run/ca-notify-test",
+                   "--listen", f"127.0.0.1:{o.port}", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(inside("systemctl", "is-active", "ca-notify-test.service").stdout.strip(), "active")
+        def status_ready():
+            text = inside("systemctl", "show", "-p", "StatusText", "--value", "ca-notify-test.service").stdout
+            return "1 READY" in text
+        wait_until(status_ready, 15, "STATUS= with the module READY")
+        self.assertEqual(inside("systemctl", "is-active", "call-assistant-module@notified.service").stdout.strip(),
+                         "active")
+        # Stopping the service stops its modules first.
+        self.assertEqual(inside("systemctl", "stop", "ca-notify-test.service", timeout=60).returncode, 0)
+        self.assertEqual(inside("systemctl", "is-active", "call-assistant-module@notified.service").stdout.strip(),
+                         "inactive")
 
 
 if __name__ == "__main__":
