@@ -108,10 +108,10 @@ class Orch:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
 
-    def rss_kb(self):
+    def rss_kb(self, field="VmRSS"):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
         return 0
 
@@ -163,11 +163,15 @@ def main():
     time.sleep(10)
     cpu = (o.cpu_seconds() - c0) / (time.monotonic() - w0) * 100
     rss = o.rss_kb() / 1024
+    anon = o.rss_kb("RssAnon") / 1024
+    files = o.rss_kb("RssFile") / 1024
+    threads = len(os.listdir(f"/proc/{o.proc.pid}/task"))
     crashes = []
     for i in range(5):
         crashes.append(o.crash_noticed_ms(f"cam{i}"))
     o.stop()
-    print(f"100 modules, health-checked every second: RSS {rss:.1f} MB, CPU {cpu:.2f}% of a core")
+    print(f"100 modules, health-checked every second: RSS {rss:.1f} MB ({anon:.1f} MB private, "
+          f"{files:.1f} MB shared library pages), {threads} threads, CPU {cpu:.2f}% of a core")
     print(f"kill -9 of a module to the orchestrator noticing: median {statistics.median(crashes):.1f} ms "
           f"(min {min(crashes):.1f}, max {max(crashes):.1f}; includes running kill inside the sandbox)")
     print("targets: ratio <= 1.5, RSS <= 10 MB, CPU <= 1%, crash noticed <= 50 ms")

@@ -16,6 +16,7 @@ import time
 import unittest
 
 BUILD = os.environ["CA_BUILD_ROOT"]
+SOURCE = os.environ["CA_SOURCE_ROOT"]
 sys.path.insert(0, os.path.join(BUILD, "tests", "integration", "pystubs"))
 
 import grpc  # noqa: E402
@@ -78,7 +79,7 @@ class Orchestrator:
                     "registration_timeout_ms: 3000\n"
                     "units:\n  restart_sec_ms: 100\n  start_limit_burst: 3\n  stop_timeout_sec: 2\n"
                     # the fixture program and the SDK library live in the build tree
-                    f"  read_only_paths: [\"{BUILD}\"]\n"
+                    f"  read_only_paths: [\"{BUILD}\", \"{SOURCE}\"]\n"
                     + config_extra)
         self.proc = None
         self.log_path = os.path.join(self.root, "orchestrator.log")

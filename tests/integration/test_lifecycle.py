@@ -9,7 +9,7 @@ import unittest
 
 import grpc
 
-from orchestrator_harness import (BUILD, CTL, Orchestrator, inside, main, opb, ogrpc, wait_until)
+from orchestrator_harness import (BUILD, CTL, SOURCE, Orchestrator, inside, main, opb, ogrpc, wait_until)
 
 
 class Lifecycle(unittest.TestCase):
@@ -181,6 +181,21 @@ class Lifecycle(unittest.TestCase):
         self.assertRegex(show, r"LoadCredential=module-token:.*/credentials/trusty\.token")
         self.assertIn("DynamicUser=yes", show)
 
+
+    def test_malformed_answers_are_an_error_not_a_crash(self):
+        malformed = os.path.join(SOURCE, "tests", "fixtures", "python", "malformed_module.py")
+        o = self.run_orch("garbage", [dict(dir="garbage", command=f"/usr/bin/python3 {malformed}"),
+                                      dict(dir="fine")])
+        err = o.wait_state("garbage", "ERROR", timeout=20)
+        self.assertIn("malformed response message", err.status_message)
+        o.wait_state("fine", "READY")
+        self.assertIsNone(o.proc.poll(), "the orchestrator died")
+
+    def test_flooding_module_is_ready_and_logged(self):
+        o = self.run_orch("flood", [dict(dir="flood", mode="flood")])
+        o.wait_state("flood", "READY")
+        wait_until(lambda: "flood line 1999" in inside("journalctl", "-u", "call-assistant-module@flood.service",
+                                                       "-o", "cat", "--no-pager").stdout, 20, "all flood lines")
 
     def test_runs_as_a_type_notify_service(self):
         # The daemon itself as a systemd service inside the sandbox (as call-assistant.service
