@@ -150,11 +150,30 @@ static void send_config_event(RpcServerCall *call, Module *m, const ManagerConfi
         (void)rpc_server_call_write(call, &ev.base);
 }
 
+/* An event a module reported: passed on with its module set from its token, never from what
+ * the module claims. */
+static void send_module_report(RpcServerCall *call, Module *m, const Callassistant__V1__Event *reported) {
+        Callassistant__V1__Event ev = *reported;
+
+        ev.module = m->name;
+        ev.timestamp_usec = realtime_usec();
+        ev.module_info = NULL;
+        ev.config_json = (char *)"";
+        ev.config_revision = 0;
+        (void)rpc_server_call_write(call, &ev.base);
+}
+
 static void on_manager_event(Manager *mgr, ManagerEventKind kind, Module *m, const void *payload, void *userdata) {
         DaemonApi *api = userdata;
 
-        if (!m || kind == MANAGER_EVENT_ENTITY)
+        if (!m)
                 return;
+        if (kind == MANAGER_EVENT_ENTITY) {
+                for (size_t i = 0; i < api->n_watchers; i++)
+                        if (!api->watchers[i].module || strcmp(api->watchers[i].module, m->name) == 0)
+                                send_module_report(api->watchers[i].call, m, payload);
+                return;
+        }
         for (size_t i = 0; i < api->n_watchers; i++) {
                 Watcher *w = &api->watchers[i];
                 if (w->module && strcmp(w->module, m->name) != 0)
@@ -230,12 +249,33 @@ static void on_report_state(RpcServerCall *call, const ProtobufCMessage *request
 }
 
 static void on_report_event(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
+        const Callassistant__V1__Event *ev = (const Callassistant__V1__Event *)request;
         Callassistant__V1__ReportEventResponse resp = CALLASSISTANT__V1__REPORT_EVENT_RESPONSE__INIT;
         Manager *mgr = userdata;
         Module *m = authenticate(mgr, call);
 
         if (!m)
                 return;
+        switch (ev->kind) {
+        case CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_ADDED:
+        case CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_CHANGED:
+        case CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_REMOVED:
+                if (!ev->entity) {
+                        (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT, "entity: required for entity events");
+                        return;
+                }
+                break;
+        case CALLASSISTANT__V1__EVENT__KIND__KIND_METRICS:
+                if (ev->n_metrics > 256) {
+                        (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT, "metrics: at most 256");
+                        return;
+                }
+                break;
+        default:
+                (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT,
+                                           "kind: modules report entity events and metrics only");
+                return;
+        }
         manager_emit(mgr, MANAGER_EVENT_ENTITY, m, request);
         (void)rpc_server_call_reply(call, &resp.base);
 }
@@ -326,8 +366,121 @@ static void on_restart_module(RpcServerCall *call, const ProtobufCMessage *reque
         module_op(call, request, userdata, manager_restart_module);
 }
 
+#define MAX_ENTITIES_PER_MODULE 1024
+
+/* ListEntities asks every module concerned, then answers with all the entities. */
+typedef struct EntityFanOut {
+        RpcServerCall *call;
+        unsigned pending;
+        bool failed;
+        char failure[600];
+        Callassistant__V1__ModuleEntity **items;
+        size_t n_items;
+} EntityFanOut;
+
+static void fan_out_finish(EntityFanOut *f) {
+        Callassistant__V1__ListEntitiesOfModulesResponse resp = CALLASSISTANT__V1__LIST_ENTITIES_OF_MODULES_RESPONSE__INIT;
+
+        if (f->failed)
+                (void)rpc_server_call_fail(f->call, RPC_UNAVAILABLE, f->failure);
+        else {
+                resp.n_entities = f->n_items;
+                resp.entities = f->items;
+                (void)rpc_server_call_reply(f->call, &resp.base);
+        }
+        for (size_t i = 0; i < f->n_items; i++) {
+                free(f->items[i]->module);
+                protobuf_c_message_free_unpacked(&f->items[i]->entity->base, NULL);
+                free(f->items[i]);
+        }
+        free(f->items);
+        free(f);
+}
+
+/* Keep a copy of an entity a module sent (its reply is freed after the callback). */
+static Callassistant__V1__Entity *entity_copy(const Callassistant__V1__Entity *e) {
+        size_t n = protobuf_c_message_get_packed_size(&e->base);
+        uint8_t *buf = malloc(n ? n : 1);
+        Callassistant__V1__Entity *copy;
+
+        if (!buf)
+                return NULL;
+        protobuf_c_message_pack(&e->base, buf);
+        copy = callassistant__v1__entity__unpack(NULL, n, buf);
+        free(buf);
+        return copy;
+}
+
+static void on_module_entities(Manager *mgr, Module *m, int status, const char *message,
+                               const ProtobufCMessage *response, void *userdata) {
+        EntityFanOut *f = userdata;
+
+        if (status != RPC_OK || !response) {
+                if (!f->failed)
+                        snprintf(f->failure, sizeof(f->failure), "module %s did not answer ListEntities: %s: %s",
+                                 m->name, rpc_status_to_string(status), message ? message : "");
+                f->failed = true;
+        } else {
+                const Callassistant__V1__ListEntitiesResponse *resp = (const void *)response;
+                size_t n = MIN(resp->n_entities, (size_t)MAX_ENTITIES_PER_MODULE);
+                Callassistant__V1__ModuleEntity **l = realloc(f->items, (f->n_items + n + 1) * sizeof(void *));
+                if (l)
+                        f->items = l;
+                for (size_t i = 0; l && i < n; i++) {
+                        Callassistant__V1__ModuleEntity *me = calloc(1, sizeof(*me));
+                        if (!me)
+                                break;
+                        callassistant__v1__module_entity__init(me);
+                        me->module = strdup(m->name);
+                        me->entity = entity_copy(resp->entities[i]);
+                        if (!me->module || !me->entity) {
+                                free(me->module);
+                                if (me->entity)
+                                        protobuf_c_message_free_unpacked(&me->entity->base, NULL);
+                                free(me);
+                                break;
+                        }
+                        f->items[f->n_items++] = me;
+                }
+        }
+        if (--f->pending == 0)
+                fan_out_finish(f);
+}
+
 static void on_list_entities(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
-        (void)rpc_server_call_fail(call, RPC_UNIMPLEMENTED, "ListEntities is not implemented yet");
+        const Callassistant__V1__ListEntitiesOfModulesRequest *req = (const void *)request;
+        Manager *mgr = userdata;
+        EntityFanOut *f;
+        Module *only = NULL;
+
+        if (req->module && *req->module) {
+                only = registry_find(&mgr->registry, req->module);
+                if (!only) {
+                        (void)rpc_server_call_fail(call, RPC_NOT_FOUND, "no such module");
+                        return;
+                }
+                if (!only->registered || !only->client) {
+                        (void)rpc_server_call_fail(call, RPC_FAILED_PRECONDITION, "the module is not running");
+                        return;
+                }
+        }
+        f = calloc(1, sizeof(*f));
+        if (!f) {
+                (void)rpc_server_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
+                return;
+        }
+        f->call = call;
+        f->pending = 1; /* ours, released below: no answer before every module was asked */
+        for (size_t i = 0; i < mgr->registry.n_modules; i++) {
+                Module *m = mgr->registry.modules[i];
+                if (only ? m != only : (m->state != MODULE_READY || !m->client))
+                        continue;
+                f->pending++;
+                if (module_client_list_entities(mgr, m, 5000, on_module_entities, f) < 0)
+                        on_module_entities(mgr, m, RPC_INTERNAL, "cannot call the module", NULL, f);
+        }
+        if (--f->pending == 0)
+                fan_out_finish(f);
 }
 
 static void on_watch_events(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {

@@ -270,6 +270,58 @@ int module_client_health_check(Manager *mgr, Module *m, uint32_t timeout_ms, mod
         return r;
 }
 
+typedef struct ListCtx {
+        module_list_done_t done;
+        void *userdata;
+} ListCtx;
+
+static void on_list_done(RpcClientCall *call, int status, const char *message, const ProtobufCMessage *response,
+                         void *userdata) {
+        CallCtx *c = userdata;
+        ListCtx *l = c->userdata;
+        Manager *mgr = c->mgr;
+        Module *m = c->module;
+
+        ctx_unlink_free(c);
+        l->done(mgr, m, status, message, status == RPC_OK ? response : NULL, l->userdata);
+        free(l);
+}
+
+/* A ListEntities that never hears back (the module went away) must still answer its caller. */
+static void on_list_cancelled(Manager *mgr, Module *m, int status, const char *message, void *userdata) {
+        ListCtx *l = userdata;
+        l->done(mgr, m, status, message, NULL, l->userdata);
+        free(l);
+}
+
+int module_client_list_entities(Manager *mgr, Module *m, uint32_t timeout_ms, module_list_done_t done,
+                                void *userdata) {
+        Callassistant__V1__ListEntitiesRequest req = CALLASSISTANT__V1__LIST_ENTITIES_REQUEST__INIT;
+        ListCtx *l;
+        CallCtx *c;
+        int r;
+
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        *l = (ListCtx){ .done = done, .userdata = userdata };
+        r = ctx_new(mgr, m, on_list_cancelled, l, &c);
+        if (r < 0) {
+                free(l);
+                return r;
+        }
+        c->notify_on_cancel = true;
+        req.type = (char *)"";
+        r = rpc_channel_call(((ModuleClient *)m->client)->channel, "/callassistant.v1.ModuleService/ListEntities",
+                             &req.base, &callassistant__v1__list_entities_response__descriptor, timeout_ms, 0, NULL, 0,
+                             on_list_done, c, NULL);
+        if (r < 0) {
+                ctx_unlink_free(c);
+                free(l);
+        }
+        return r;
+}
+
 int module_client_shutdown(Manager *mgr, Module *m, uint32_t deadline_ms, module_call_done_t done, void *userdata) {
         Callassistant__V1__ShutdownRequest req = CALLASSISTANT__V1__SHUTDOWN_REQUEST__INIT;
         CallCtx *c;

@@ -2,6 +2,7 @@
  * on the sd-event thread. Implemented over the rpc runtime in module-client.c. */
 #pragma once
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
 
 #include "registry/module.h"
@@ -40,5 +41,11 @@ int module_client_apply_config(Manager *mgr, Module *m, const char *config_json,
 /* grpc.health.v1.Health/Check(""). message is "SERVING", "NOT_SERVING", ... on OK. */
 int module_client_health_check(Manager *mgr, Module *m, uint32_t timeout_ms, module_call_done_t done,
                                void *userdata);
+/* ListEntities(""): response is the module's ListEntitiesResponse (NULL unless OK), valid
+ * during the callback only. */
+typedef void (*module_list_done_t)(Manager *mgr, Module *m, int status, const char *message,
+                                   const ProtobufCMessage *response, void *userdata);
+int module_client_list_entities(Manager *mgr, Module *m, uint32_t timeout_ms, module_list_done_t done, void *userdata);
+
 /* Shutdown(deadline_ms). */
 int module_client_shutdown(Manager *mgr, Module *m, uint32_t deadline_ms, module_call_done_t done, void *userdata);

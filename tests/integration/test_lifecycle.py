@@ -197,6 +197,45 @@ class Lifecycle(unittest.TestCase):
         wait_until(lambda: "flood line 1999" in inside("journalctl", "-u", "call-assistant-module@flood.service",
                                                        "-o", "cat", "--no-pager").stdout, 20, "all flood lines")
 
+    def test_entities_listed_and_reported_events_forwarded(self):
+        from callassistant.v1 import module_pb2 as mpb, module_pb2_grpc as mgrpc
+        o = self.run_orch("ents", [dict(dir="ents"), dict(dir="other")])
+        info = o.wait_state("ents", "READY")
+        o.wait_state("other", "READY")
+        mch = grpc.insecure_channel(f"127.0.0.1:{info.port}")
+        created = mgrpc.ModuleServiceStub(mch).CreateEntity(
+            mpb.CreateEntityRequest(type="thing", name="one", config_json="{}"), timeout=5)
+        mch.close()
+        listed = o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="ents"), timeout=10).entities
+        self.assertEqual([(e.module, e.entity.id) for e in listed], [("ents", created.id)])
+        everything = o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(), timeout=10).entities
+        self.assertEqual([(e.module, e.entity.id) for e in everything], [("ents", created.id)])
+        with self.assertRaises(grpc.RpcError) as e:
+            o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="nosuch"), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+        # A module reports an entity event, claiming to be someone else: it is passed on under
+        # its own name.
+        with open(os.path.join(o.runtime_dir, "credentials", "ents.token")) as f:
+            token = f.read().strip()
+        events = o.stub.WatchEvents(opb.WatchEventsRequest(initial_state=True), timeout=20)
+        next(events)  # the first initial-state event: the stream is registered
+        ch = grpc.insecure_channel(o.listen)
+        stub = ogrpc.OrchestratorServiceStub(ch)
+        md = [("x-call-assistant-module-token", token)]
+        stub.ReportEvent(opb.Event(kind=opb.Event.KIND_ENTITY_ADDED, module="other",
+                                   entity=mpb.Entity(id="cam-7", type="thing")), timeout=5, metadata=md)
+        with self.assertRaises(grpc.RpcError) as e:
+            stub.ReportEvent(opb.Event(kind=opb.Event.KIND_MODULE_CHANGED), timeout=5, metadata=md)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        ch.close()
+        for ev in events:
+            if ev.kind == opb.Event.KIND_ENTITY_ADDED:
+                self.assertEqual(ev.module, "ents")
+                self.assertEqual(ev.entity.id, "cam-7")
+                break
+        events.cancel()
+
     def test_runs_as_a_type_notify_service(self):
         # The daemon itself as a systemd service inside the sandbox (as call-assistant.service
         # runs it): systemd-run returns once the daemon sent READY=1.
