@@ -162,6 +162,11 @@ class Orchestrator:
     def cleanup(self):
         try:
             self.stop()
+            # Under the sanitizer build, any report from the daemon fails the test.
+            out = self.output()
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if marker in out:
+                    raise AssertionError(f"sanitizer report from the orchestrator:\n{out}")
         finally:
             # Whatever the test left running: stop and forget the units of these modules.
             for d in os.listdir(self.modules_dir):
