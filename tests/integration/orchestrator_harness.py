@@ -115,6 +115,8 @@ class Orchestrator:
         return self
 
     def output(self):
+        if not os.path.exists(self.log_path):
+            return ""  # never started by us (e.g. run as a unit inside the sandbox)
         with open(self.log_path) as f:
             return f.read()
 
