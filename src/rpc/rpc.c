@@ -921,6 +921,23 @@ static int client_call_new(RpcChannel *ch, const char *method, const ProtobufCMe
         return 0;
 }
 
+/* The ops every call starts with: send metadata, the request and half-close; receive the
+ * server's initial metadata. Fills ops[0..3]. */
+static void fill_request_ops(RpcClientCall *c, unsigned flags, grpc_op ops[static 4]) {
+        memset(ops, 0, 4 * sizeof(grpc_op));
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[0].data.send_initial_metadata.count = c->n_md;
+        ops[0].data.send_initial_metadata.metadata = c->md;
+        if (flags & RPC_CALL_WAIT_FOR_READY)
+                ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY |
+                               GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET;
+        ops[1].op = GRPC_OP_SEND_MESSAGE;
+        ops[1].data.send_message.send_message = c->send_buf;
+        ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
+}
+
 int rpc_channel_call(RpcChannel *ch, const char *method, const ProtobufCMessage *request,
                      const ProtobufCMessageDescriptor *response_type, uint32_t timeout_ms, unsigned flags,
                      const RpcMetadata *md, size_t n_md, rpc_done_t done, void *userdata, RpcClientCall **ret) {
@@ -936,17 +953,7 @@ int rpc_channel_call(RpcChannel *ch, const char *method, const ProtobufCMessage 
         c->main_tag.fn = on_client_unary;
 
         memset(ops, 0, sizeof(ops));
-        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[0].data.send_initial_metadata.count = c->n_md;
-        ops[0].data.send_initial_metadata.metadata = c->md;
-        if (flags & RPC_CALL_WAIT_FOR_READY)
-                ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY |
-                               GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET;
-        ops[1].op = GRPC_OP_SEND_MESSAGE;
-        ops[1].data.send_message.send_message = c->send_buf;
-        ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-        ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
+        fill_request_ops(c, flags, ops);
         ops[4].op = GRPC_OP_RECV_MESSAGE;
         ops[4].data.recv_message.recv_message = &c->recv_buf;
         ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -983,18 +990,7 @@ int rpc_channel_call_stream(RpcChannel *ch, const char *method, const ProtobufCM
         c->status_tag.fn = on_client_stream_status;
         c->recv_tag.fn = on_client_stream_recv;
 
-        memset(ops, 0, sizeof(ops));
-        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[0].data.send_initial_metadata.count = c->n_md;
-        ops[0].data.send_initial_metadata.metadata = c->md;
-        if (flags & RPC_CALL_WAIT_FOR_READY)
-                ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY |
-                               GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET;
-        ops[1].op = GRPC_OP_SEND_MESSAGE;
-        ops[1].data.send_message.send_message = c->send_buf;
-        ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-        ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial_md;
+        fill_request_ops(c, flags, ops);
 
         c->refs = 1;
         if (grpc_call_start_batch(c->call, ops, 4, &c->main_tag, NULL) != GRPC_CALL_OK) {
