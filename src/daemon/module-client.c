@@ -61,6 +61,24 @@ static int ctx_new(Manager *mgr, Module *m, module_call_done_t done, void *userd
         return 0;
 }
 
+/* Make a call to the module on behalf of done/userdata; rpc_cb unpacks the answer. */
+static int module_call(Manager *mgr, Module *m, const char *method, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *type, uint32_t timeout_ms, unsigned flags, rpc_done_t rpc_cb,
+                       module_call_done_t done, void *userdata, bool notify_on_cancel) {
+        CallCtx *c;
+        int r;
+
+        r = ctx_new(mgr, m, done, userdata, &c);
+        if (r < 0)
+                return r;
+        c->notify_on_cancel = notify_on_cancel;
+        r = rpc_channel_call(((ModuleClient *)m->client)->channel, method, req, type, timeout_ms, flags, NULL, 0,
+                             rpc_cb, c, NULL);
+        if (r < 0)
+                ctx_unlink_free(c);
+        return r;
+}
+
 int module_client_connect(Manager *mgr, Module *m) {
         ModuleClient *mc;
         char target[64];
@@ -181,22 +199,13 @@ static void on_register_done(RpcClientCall *call, int status, const char *messag
 
 int module_client_register(Manager *mgr, Module *m, uint32_t timeout_ms, module_call_done_t done, void *userdata) {
         Callassistant__V1__RegisterModuleRequest req = CALLASSISTANT__V1__REGISTER_MODULE_REQUEST__INIT;
-        ModuleClient *mc = m->client;
-        CallCtx *c;
-        int r;
 
-        r = ctx_new(mgr, m, done, userdata, &c);
-        if (r < 0)
-                return r;
         req.module_id = m->name;
         req.orchestrator_address = mgr->orchestrator_address;
         req.protocol_version = (char *)"v1";
-        r = rpc_channel_call(mc->channel, "/callassistant.v1.ModuleService/RegisterModule", &req.base,
-                             &callassistant__v1__register_module_response__descriptor, timeout_ms,
-                             RPC_CALL_WAIT_FOR_READY, NULL, 0, on_register_done, c, NULL);
-        if (r < 0)
-                ctx_unlink_free(c);
-        return r;
+        return module_call(mgr, m, "/callassistant.v1.ModuleService/RegisterModule", &req.base,
+                           &callassistant__v1__register_module_response__descriptor, timeout_ms,
+                           RPC_CALL_WAIT_FOR_READY, on_register_done, done, userdata, false);
 }
 
 static void on_simple_done(RpcClientCall *call, int status, const char *message, const ProtobufCMessage *response,
@@ -217,20 +226,12 @@ static void on_simple_done(RpcClientCall *call, int status, const char *message,
 int module_client_apply_config(Manager *mgr, Module *m, const char *config_json, uint32_t timeout_ms,
                                module_call_done_t done, void *userdata) {
         Callassistant__V1__ApplyConfigRequest req = CALLASSISTANT__V1__APPLY_CONFIG_REQUEST__INIT;
-        CallCtx *c;
-        int r;
 
-        r = ctx_new(mgr, m, done, userdata, &c);
-        if (r < 0)
-                return r;
-        c->notify_on_cancel = true;
         req.config_json = (char *)config_json;
-        r = rpc_channel_call(((ModuleClient *)m->client)->channel, "/callassistant.v1.ModuleService/ApplyConfig",
-                             &req.base, &callassistant__v1__apply_config_response__descriptor, timeout_ms, 0, NULL, 0,
-                             on_simple_done, c, NULL);
-        if (r < 0)
-                ctx_unlink_free(c);
-        return r;
+        /* A configuration change waits for its answer: tell it if the module goes away. */
+        return module_call(mgr, m, "/callassistant.v1.ModuleService/ApplyConfig", &req.base,
+                           &callassistant__v1__apply_config_response__descriptor, timeout_ms, 0, on_simple_done, done,
+                           userdata, true);
 }
 
 static void on_health_done(RpcClientCall *call, int status, const char *message, const ProtobufCMessage *response,
@@ -255,19 +256,11 @@ static void on_health_done(RpcClientCall *call, int status, const char *message,
 int module_client_health_check(Manager *mgr, Module *m, uint32_t timeout_ms, module_call_done_t done,
                                void *userdata) {
         Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-        CallCtx *c;
-        int r;
 
-        r = ctx_new(mgr, m, done, userdata, &c);
-        if (r < 0)
-                return r;
         req.service = (char *)"";
-        r = rpc_channel_call(((ModuleClient *)m->client)->channel, "/grpc.health.v1.Health/Check", &req.base,
-                             &grpc__health__v1__health_check_response__descriptor, timeout_ms, 0, NULL, 0,
-                             on_health_done, c, NULL);
-        if (r < 0)
-                ctx_unlink_free(c);
-        return r;
+        return module_call(mgr, m, "/grpc.health.v1.Health/Check", &req.base,
+                           &grpc__health__v1__health_check_response__descriptor, timeout_ms, 0, on_health_done, done,
+                           userdata, false);
 }
 
 typedef struct ListCtx {
@@ -298,43 +291,26 @@ int module_client_list_entities(Manager *mgr, Module *m, uint32_t timeout_ms, mo
                                 void *userdata) {
         Callassistant__V1__ListEntitiesRequest req = CALLASSISTANT__V1__LIST_ENTITIES_REQUEST__INIT;
         ListCtx *l;
-        CallCtx *c;
         int r;
 
         l = calloc(1, sizeof(*l));
         if (!l)
                 return -ENOMEM;
         *l = (ListCtx){ .done = done, .userdata = userdata };
-        r = ctx_new(mgr, m, on_list_cancelled, l, &c);
-        if (r < 0) {
-                free(l);
-                return r;
-        }
-        c->notify_on_cancel = true;
         req.type = (char *)"";
-        r = rpc_channel_call(((ModuleClient *)m->client)->channel, "/callassistant.v1.ModuleService/ListEntities",
-                             &req.base, &callassistant__v1__list_entities_response__descriptor, timeout_ms, 0, NULL, 0,
-                             on_list_done, c, NULL);
-        if (r < 0) {
-                ctx_unlink_free(c);
+        r = module_call(mgr, m, "/callassistant.v1.ModuleService/ListEntities", &req.base,
+                        &callassistant__v1__list_entities_response__descriptor, timeout_ms, 0, on_list_done,
+                        on_list_cancelled, l, true);
+        if (r < 0)
                 free(l);
-        }
         return r;
 }
 
 int module_client_shutdown(Manager *mgr, Module *m, uint32_t deadline_ms, module_call_done_t done, void *userdata) {
         Callassistant__V1__ShutdownRequest req = CALLASSISTANT__V1__SHUTDOWN_REQUEST__INIT;
-        CallCtx *c;
-        int r;
 
-        r = ctx_new(mgr, m, done, userdata, &c);
-        if (r < 0)
-                return r;
         req.deadline_ms = deadline_ms;
-        r = rpc_channel_call(((ModuleClient *)m->client)->channel, "/callassistant.v1.ModuleService/Shutdown",
-                             &req.base, &callassistant__v1__shutdown_response__descriptor, deadline_ms, 0, NULL, 0,
-                             on_simple_done, c, NULL);
-        if (r < 0)
-                ctx_unlink_free(c);
-        return r;
+        return module_call(mgr, m, "/callassistant.v1.ModuleService/Shutdown", &req.base,
+                           &callassistant__v1__shutdown_response__descriptor, deadline_ms, 0, on_simple_done, done,
+                           userdata, false);
 }
