@@ -238,7 +238,7 @@ int manager_modules_append_unit_props(sd_bus_message *msg, void *userdata) {
                 if (val && asprintf(&env[n++], "%s=%s", *v, val) < 0)
                         return -ENOMEM;
         }
-        if (mgr->config.user && *mgr->config.user && getenv("HOME") &&
+        if (((mgr->config.user && *mgr->config.user) || mgr->config.user_manager) && getenv("HOME") &&
             asprintf(&env[n++], "HOME=%s", getenv("HOME")) < 0)
                 return -ENOMEM;
         if (asprintf(&env[n++], "GRPC_PORT=%u", m->port) < 0 ||
@@ -275,6 +275,7 @@ int manager_modules_append_unit_props(sd_bus_message *msg, void *userdata) {
                 .user = mgr->config.user,
                 .credential_path = m->token_path,
                 .read_only_paths = ro,
+                .user_manager = mgr->config.user_manager,
         };
         return unit_spec_append(msg, &s);
 }

@@ -86,6 +86,18 @@ static void test_properties(void **state) {
         assert_int_equal(unit_spec_to_strings(&s, &l), 0);
         assert_true(has(l, "User=camuser"));
         assert_false(has(l, "DynamicUser=yes"));
+
+        /* A user manager runs units as its user and refuses the system-only settings. */
+        strv_free(l);
+        s.user = NULL;
+        s.user_manager = true;
+        assert_int_equal(unit_spec_to_strings(&s, &l), 0);
+        assert_false(has(l, "DynamicUser=yes"));
+        assert_false(has(l, "ProtectSystem=strict"));
+        assert_false(has(l, "PrivateTmp=yes"));
+        assert_true(has(l, "NoNewPrivileges=yes"));
+        assert_true(has(l, "Restart=on-failure"));
+        assert_true(has(l, "LoadCredential=module-token:/run/call-assistant/credentials/cam.token"));
 }
 
 static void test_append_builds_a_valid_message(void **state) {

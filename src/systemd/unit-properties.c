@@ -103,19 +103,21 @@ static size_t build(const UnitSpec *s, Prop *p) {
         p[n++] = (Prop){ "SendSIGKILL", K_BOOL, .u = 1 };
         if (s->slice && *s->slice)
                 p[n++] = (Prop){ "Slice", K_STR, .s = s->slice };
+        p[n++] = (Prop){ "NoNewPrivileges", K_BOOL, .u = 1 };
+        if (s->credential_path)
+                p[n++] = (Prop){ "LoadCredential", K_CRED, .s = s->credential_path };
+        if (s->user_manager)
+                return n; /* runs as the user already; no DynamicUser=, mounts or namespaces */
         if (dynamic)
                 p[n++] = (Prop){ "DynamicUser", K_BOOL, .u = 1 };
         else
                 p[n++] = (Prop){ "User", K_STR, .s = s->user };
-        p[n++] = (Prop){ "NoNewPrivileges", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "PrivateTmp", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "ProtectSystem", K_STR, .s = dynamic ? "strict" : "full" };
         p[n++] = (Prop){ "ProtectHome", K_STR, .s = "read-only" };
         p[n++] = (Prop){ "ProtectKernelTunables", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "ProtectControlGroups", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "RestrictSUIDSGID", K_BOOL, .u = 1 };
-        if (s->credential_path)
-                p[n++] = (Prop){ "LoadCredential", K_CRED, .s = s->credential_path };
         if (s->read_only_paths && s->read_only_paths[0])
                 p[n++] = (Prop){ "BindReadOnlyPaths", K_BINDS, .strv = s->read_only_paths };
         return n;

@@ -19,7 +19,9 @@ typedef struct UnitSpec {
         uint64_t start_limit_interval_usec;
         uint64_t timeout_stop_usec;
         const char *slice;              /* NULL: none */
-        const char *user;               /* NULL or "": DynamicUser=yes */
+        const char *user;               /* NULL or "": DynamicUser=yes (system manager only) */
+        bool user_manager;              /* for a user's service manager: it runs units as that
+                                         * user and cannot apply the system-only sandboxing */
         const char *credential_path;    /* LoadCredential=module-token:<path>; NULL: none */
         char **read_only_paths;         /* BindReadOnlyPaths= (each at its own path), NULL-terminated;
                                          * makes folders under /tmp visible despite PrivateTmp= */

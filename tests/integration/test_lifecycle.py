@@ -261,5 +261,30 @@ class Lifecycle(unittest.TestCase):
                          "inactive")
 
 
+    def test_user_manager(self):
+        # --user: modules become units of a user's service manager (root's, in the sandbox).
+        self.assertEqual(inside("systemctl", "start", "user@0.service", timeout=60).returncode, 0)
+        self.addCleanup(lambda: inside("systemctl", "stop", "user@0.service", timeout=60))
+        o = Orchestrator("usermgr", [dict(dir="userland")])
+        self.addCleanup(o.cleanup)
+        self.addCleanup(lambda: inside("systemctl", "stop", "ca-user-test.service", timeout=60))
+        user_env = ["XDG_RUNTIME_DIR=/run/user/0", "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus"]
+        r = inside("systemd-run", "--unit=ca-user-test", "-p", "Type=notify", "-p", "KillMode=process",
+                   "/usr/bin/env", *user_env, "HOME=/root", f"LD_LIBRARY_PATH={BUILD}/src/sdk",
+                   os.path.join(BUILD, "call-assistant"), "--user", "--config", o.config,
+                   "--modules-dir", o.modules_dir, "--state-dir", "/root/.local/state/ca-user-test",
+                   "--runtime-dir", "/run/user/0/ca-user-test", "--listen", f"127.0.0.1:{o.port}", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        def ready():
+            return "1 READY" in inside("systemctl", "show", "-p", "StatusText", "--value",
+                                       "ca-user-test.service").stdout
+        wait_until(ready, 20, "the module READY under the user manager")
+        unit = "call-assistant-module@userland.service"
+        user = inside("env", *user_env, "systemctl", "--user", "is-active", unit)
+        self.assertEqual(user.stdout.strip(), "active", user.stderr)
+        # ... and not a unit of the system manager.
+        self.assertNotEqual(inside("systemctl", "is-active", unit).stdout.strip(), "active")
+
+
 if __name__ == "__main__":
     main()
