@@ -79,7 +79,8 @@ static int ensure_token(Manager *mgr, Module *m) {
         for (size_t i = 0; i < sizeof(raw); i++)
                 snprintf(buf + 2 * i, 3, "%02x", raw[i]);
         explicit_bzero(raw, sizeof(raw));
-        int r = write_file_atomic(m->token_path, buf, 64, 0400);
+        /* The runtime directory is volatile by design (a reboot restarts every module): no fsync. */
+        int r = write_file_atomic_volatile(m->token_path, buf, 64, 0400);
         if (r < 0) {
                 explicit_bzero(buf, sizeof(buf));
                 return log_error_errno(r, "Cannot write %s: %m", m->token_path);

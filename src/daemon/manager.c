@@ -144,6 +144,7 @@ static int on_health_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                         m->health_in_flight = true;
         }
         (void)sd_event_source_set_time_relative(s, (uint64_t)mgr->config.health_interval_ms * 1000);
+        (void)sd_event_source_set_time_accuracy(s, (uint64_t)mgr->config.health_interval_ms * 250);
         return 0;
 }
 
@@ -152,9 +153,11 @@ static void health_start(Manager *mgr, Module *m) {
         int r;
 
         health_stop(m);
+        /* A quarter of the interval as accuracy lets sd-event wake up once for many modules'
+         * checks instead of once each. */
         r = sd_event_add_time_relative(mgr->event, &s, CLOCK_MONOTONIC,
-                                       (uint64_t)mgr->config.health_interval_ms * 1000, 10 * 1000,
-                                       on_health_timer, m);
+                                       (uint64_t)mgr->config.health_interval_ms * 1000,
+                                       (uint64_t)mgr->config.health_interval_ms * 250, on_health_timer, m);
         if (r < 0) {
                 log_warning_errno(r, "Module %s: cannot schedule health checks, ignoring: %m", m->name);
                 return;

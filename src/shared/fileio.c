@@ -1,5 +1,6 @@
 /* File helpers: atomic replacement and mkdir -p. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,7 +13,7 @@
 #include "shared/fileio.h"
 #include "shared/macro.h"
 
-int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode) {
+static int write_atomic(const char *path, const void *data, size_t size, mode_t mode, bool sync) {
         _cleanup_free_ char *tmp = NULL, *dir = NULL;
         _cleanup_close_ int fd = -1, dfd = -1;
         const char *slash = strrchr(path, '/');
@@ -41,7 +42,7 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
                 p += k;
                 size -= (size_t)k;
         }
-        if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+        if (fchmod(fd, mode) < 0 || (sync && fsync(fd) < 0)) {
                 r = -errno;
                 goto fail;
         }
@@ -49,13 +50,23 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
                 r = -errno;
                 goto fail;
         }
-        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                (void)fsync(dfd);
+        if (sync) {
+                dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (dfd >= 0)
+                        (void)fsync(dfd);
+        }
         return 0;
 fail:
         (void)unlink(tmp);
         return r;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode) {
+        return write_atomic(path, data, size, mode, true);
+}
+
+int write_file_atomic_volatile(const char *path, const void *data, size_t size, mode_t mode) {
+        return write_atomic(path, data, size, mode, false);
 }
 
 int mkdir_p(const char *path, mode_t mode) {

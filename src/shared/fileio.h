@@ -8,6 +8,9 @@
  * fsync()ed, renamed over path, then the directory fsync()ed. A crash at any moment
  * leaves either the old or the new content. */
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
+/* The same without fsync(): still never a torn file for readers, but not durable across a
+ * power loss; for files in volatile directories (/run). */
+int write_file_atomic_volatile(const char *path, const void *data, size_t size, mode_t mode);
 
 /* mkdir -p with the given mode for the directories it creates. */
 int mkdir_p(const char *path, mode_t mode);
