@@ -190,7 +190,7 @@ static void on_registered(Manager *mgr, Module *m, int status, const char *messa
         if (status != CA_STATUS_OK) {
                 if (status == CA_STATUS_DEADLINE_EXCEEDED)
                         set_state(mgr, m, MODULE_ERROR,
-                                  "no gRPC server answered RegisterModule on port %u within %u ms; unit stopped",
+                                  "the module did not answer RegisterModule on port %u within %u ms; unit stopped",
                                   m->port, mgr->config.registration_timeout_ms);
                 else
                         set_state(mgr, m, MODULE_ERROR, "RegisterModule failed (status %d): %s; unit stopped",

@@ -75,9 +75,26 @@ class Lifecycle(unittest.TestCase):
         t0 = time.monotonic()
         err = o.wait_state("mute", "ERROR", timeout=15)
         self.assertLess(time.monotonic() - t0, 3 + 5)  # registration_timeout_ms is 3000
-        self.assertIn("no gRPC server answered RegisterModule", err.status_message)
+        self.assertIn("did not answer RegisterModule", err.status_message)
         wait_until(lambda: inside("systemctl", "is-active", "call-assistant-module@mute.service").stdout.strip()
                    in ("inactive", "failed"), 10, "the unit stopped")
+
+    def test_slow_start_hang_and_late_crash(self):
+        o = self.run_orch("misc", [dict(dir="slow", mode="slow-start=2"), dict(dir="hangs", mode="hang-register"),
+                                   dict(dir="late", mode="crash-after=2")])
+        # One that crashes 2 s after starting is restarted by systemd and READY again.
+        first = o.wait_state("late", "READY", timeout=15)
+        # A module that takes 2 s to listen still registers (the call waits for its server).
+        slow = o.wait_state("slow", "READY", timeout=15)
+        self.assertEqual(slow.n_restarts, 0)
+        # One that hangs inside RegisterModule is an ERROR at the registration deadline (3 s).
+        err = o.wait_state("hangs", "ERROR", timeout=15)
+        self.assertIn("did not answer RegisterModule", err.status_message)
+        def again():
+            m = o.module("late")
+            return m if m.n_restarts > first.n_restarts and m.status == opb.MODULE_STATUS_READY else None
+        after = wait_until(again, 20, "late READY again after its crash")
+        self.assertNotEqual(after.main_pid, first.main_pid)
 
     def test_bad_manifests_reported_rest_start(self):
         o = self.run_orch("bad", [
