@@ -295,13 +295,16 @@ static void fill_channel_args(RpcRuntime *rt, grpc_arg *args, grpc_channel_args 
                                 .value.integer = (int)rt->max_message };
         if (client) {
                 /* Modules are on loopback and come up within milliseconds: retry connecting
-                 * quickly instead of gRPC's default one-second initial backoff. */
+                 * every 100 ms (gRPC's floor for both backoffs) instead of its default one
+                 * second rising to two minutes. GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is, despite
+                 * its name, the time one connection attempt (TCP + HTTP/2 handshake) may take:
+                 * keep it generous, or a loaded machine fails every attempt. */
                 args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-                                        .value.integer = 10 };
+                                        .value.integer = 100 };
                 args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-                                        .value.integer = 10 };
+                                        .value.integer = 5000 };
                 args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-                                        .value.integer = 40 };
+                                        .value.integer = 100 };
                 args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_ENABLE_RETRIES,
                                         .value.integer = 0 };
                 /* One channel per target, never shared between our channels. */

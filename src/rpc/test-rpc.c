@@ -2,6 +2,11 @@
  * the peer that disappears): unary and streaming calls, metadata, malformed and oversize
  * messages, deadlines, client cancellation, a peer killed mid-call, shutdown with calls in
  * flight. Uses grpc.health.v1 messages. */
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -9,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -369,6 +375,131 @@ static void test_reply_flushed_before_server_free(void **state) {
         env_teardown(&e);
 }
 
+/* A TCP proxy that holds every new connection for a while before forwarding it: a peer
+ * whose handshake is slow (a loaded machine, valgrind). */
+typedef struct SlowProxy {
+        int listen_fd;
+        int stop_pipe[2];
+        int upstream_port;
+        int delay_ms;
+        unsigned n_accepted;
+        pthread_t thread;
+} SlowProxy;
+
+static int tcp_connect_loopback(int port) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return -1;
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+                close(fd);
+                return -1;
+        }
+        return fd;
+}
+
+/* Forwards between a and b until either side closes or the proxy is stopped. */
+static void proxy_pump(SlowProxy *p, int a, int b) {
+        char buf[16384];
+
+        for (;;) {
+                struct pollfd pfd[3] = { { a, POLLIN, 0 }, { b, POLLIN, 0 }, { p->stop_pipe[0], POLLIN, 0 } };
+
+                if (poll(pfd, 3, -1) < 0 || pfd[2].revents)
+                        return;
+                for (int i = 0; i < 2; i++) {
+                        if (!pfd[i].revents)
+                                continue;
+                        ssize_t n = read(pfd[i].fd, buf, sizeof(buf));
+                        if (n <= 0 || write(pfd[1 - i].fd, buf, n) != n)
+                                return;
+                }
+        }
+}
+
+static void *proxy_main(void *userdata) {
+        SlowProxy *p = userdata;
+
+        for (;;) {
+                struct pollfd pfd[2] = { { p->listen_fd, POLLIN, 0 }, { p->stop_pipe[0], POLLIN, 0 } };
+
+                if (poll(pfd, 2, -1) < 0 || pfd[1].revents)
+                        return NULL;
+                int client = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                if (client < 0)
+                        continue;
+                p->n_accepted++;
+                /* Hold the connection: nothing passes during the delay. */
+                if (poll(&pfd[1], 1, p->delay_ms) != 0) {
+                        close(client);
+                        return NULL;
+                }
+                int upstream = tcp_connect_loopback(p->upstream_port);
+                if (upstream >= 0) {
+                        proxy_pump(p, client, upstream);
+                        close(upstream);
+                }
+                close(client);
+        }
+}
+
+static int slow_proxy_start(SlowProxy *p, int upstream_port, int delay_ms) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+
+        *p = (SlowProxy){ .upstream_port = upstream_port, .delay_ms = delay_ms };
+        p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(p->listen_fd >= 0);
+        assert_int_equal(bind(p->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(p->listen_fd, 16), 0);
+        assert_int_equal(getsockname(p->listen_fd, (struct sockaddr *)&a, &len), 0);
+        assert_int_equal(pipe2(p->stop_pipe, O_CLOEXEC), 0);
+        assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
+        return ntohs(a.sin_port);
+}
+
+static void slow_proxy_stop(SlowProxy *p) {
+        assert_int_equal(write(p->stop_pipe[1], "x", 1), 1);
+        assert_int_equal(pthread_join(p->thread, NULL), 0);
+        close(p->listen_fd);
+        close(p->stop_pipe[0]);
+        close(p->stop_pipe[1]);
+}
+
+/* A peer whose connection handshake takes longer than gRPC's 100 ms floor is still reached:
+ * a loaded machine must not fail every connection attempt (it did, when the attempt timeout
+ * was left at that floor). */
+static void test_slow_handshake(void **state) {
+        Req req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+        RpcChannel *slow = NULL;
+        SlowProxy proxy;
+        char target[64];
+        Result r = {};
+        Env e;
+
+        env_setup(&e, 0);
+        snprintf(target, sizeof(target), "127.0.0.1:%d",
+                 slow_proxy_start(&proxy, rpc_server_get_port(e.server), 400));
+        assert_int_equal(rpc_channel_new(&slow, e.rt, target), 0);
+        assert_int_equal(rpc_channel_call(slow, CHECK, &req.base, &grpc__health__v1__health_check_response__descriptor,
+                                          5000, 0, NULL, 0, on_done, &r, NULL),
+                         0);
+        assert_int_equal(rpc_wait_for(e.event, &r.done, 10000), 0);
+        assert_int_equal(r.status, RPC_OK);
+        assert_int_equal(r.serving, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+        rpc_channel_free(slow);
+        env_teardown(&e);
+        slow_proxy_stop(&proxy);
+        /* One connection was enough: the first attempt was not given up on. */
+        assert_int_equal(proxy.n_accepted, 1);
+}
+
+/* Our own executable, resolved before any exec: under valgrind /proc/self/exe is valgrind's
+ * tool, while readlink() on it answers the client program. */
+static char self_exe[PATH_MAX];
+
 /* The peer that disappears: a child process serving Hang, killed while our call waits. */
 static int child_main(void) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
@@ -402,7 +533,7 @@ static void test_peer_disappears(void **state) {
         if (pid == 0) {
                 /* exec ourselves, so that the child initializes gRPC from scratch */
                 dup2(pipefd[1], STDOUT_FILENO);
-                execl("/proc/self/exe", "test-rpc", "--child", NULL);
+                execl(self_exe, "test-rpc", "--child", NULL);
                 _exit(127);
         }
         close(pipefd[1]);
@@ -440,10 +571,15 @@ int main(int argc, char *argv[]) {
                 cmocka_unit_test(test_shutdown_with_calls_in_flight),
                 cmocka_unit_test(test_reply_flushed_before_server_free),
                 cmocka_unit_test(test_peer_disappears),
+                cmocka_unit_test(test_slow_handshake),
         };
 
         if (argc > 1 && strcmp(argv[1], "--child") == 0)
                 return child_main();
+        ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
+        if (n <= 0)
+                return EXIT_FAILURE;
+        self_exe[n] = 0;
         signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
