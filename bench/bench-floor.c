@@ -20,6 +20,7 @@
 typedef struct Unit {
         char name[64];
         char env[32];
+        uint16_t port;
         const char *program;
         const char *workdir;
         const char *ro_path;
@@ -30,6 +31,16 @@ static uint64_t now_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Whether nothing is bound to the port now: inside the kernel's ephemeral range a port may
+ * be some outgoing connection's, and the module on it would fail to listen. */
+static bool port_free(uint16_t port) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
 }
 
 static int append(sd_bus_message *m, void *userdata) {
@@ -93,10 +104,19 @@ int main(int argc, char *argv[]) {
         if (!units || !up || sd_event_new(&event) < 0 || unit_manager_new(&um, event, false) < 0)
                 return 1;
 
+        /* Ports first (free ones from PORT_BASE on, as the orchestrator picks them), so that
+         * the timing covers systemd's work only. */
+        for (unsigned i = 0, port = base; i < n; i++, port++) {
+                while (port < 65535 && !port_free((uint16_t)port))
+                        port++;
+                if (port >= 65535)
+                        return 1;
+                units[i].port = (uint16_t)port;
+        }
         t0 = now_us();
         for (unsigned i = 0; i < n; i++) {
                 snprintf(units[i].name, sizeof(units[i].name), "bench-floor-%u-%d.service", i, (int)getpid());
-                snprintf(units[i].env, sizeof(units[i].env), "GRPC_PORT=%u", base + i);
+                snprintf(units[i].env, sizeof(units[i].env), "GRPC_PORT=%u", units[i].port);
                 units[i].program = argv[3];
                 units[i].workdir = argc > 4 ? argv[4] : NULL;
                 units[i].ro_path = argc > 5 ? argv[5] : NULL;
@@ -106,12 +126,17 @@ int main(int argc, char *argv[]) {
         deadline = t0 + 120ULL * 1000000;
         while (n_up < n) {
                 if (now_us() > deadline) {
-                        fprintf(stderr, "bench-floor: only %u of %u ports answered within 120 s\n", n_up, n);
+                        fprintf(stderr, "bench-floor: only %u of %u ports answered within 120 s; missing:", n_up, n);
+                        for (unsigned i = 0; i < n; i++)
+                                if (!up[i])
+                                        fprintf(stderr, " %s (port %u, start job %s)", units[i].name, units[i].port,
+                                                units[i].done == 1 ? "done" : units[i].done < 0 ? "failed" : "pending");
+                        fprintf(stderr, "\n");
                         return 1;
                 }
                 (void)sd_event_run(event, 1000);
                 for (unsigned i = 0; i < n; i++)
-                        if (!up[i] && units[i].done == 1 && port_answers((uint16_t)(base + i))) {
+                        if (!up[i] && units[i].done == 1 && port_answers(units[i].port)) {
                                 up[i] = true;
                                 n_up++;
                         }

@@ -7,6 +7,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/string_util.h>
 #include <grpc/support/time.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ struct RpcRuntime {
         Completion *queue;
         size_t n_queue, alloc_queue;
         size_t max_message;
+        unsigned server_idle_timeout_ms;
         RpcServer *servers;
         RpcChannel *channels;
 };
@@ -255,6 +257,7 @@ int rpc_runtime_new(RpcRuntime **ret, sd_event *event) {
                 return -ENOMEM;
         rt->efd = -1;
         rt->max_message = RPC_DEFAULT_MAX_MESSAGE;
+        rt->server_idle_timeout_ms = RPC_DEFAULT_SERVER_IDLE_TIMEOUT_MS;
         pthread_mutex_init(&rt->lock, NULL);
         rt->event = sd_event_ref(event);
 
@@ -286,6 +289,10 @@ void rpc_runtime_set_max_message(RpcRuntime *rt, size_t bytes) {
         rt->max_message = bytes;
 }
 
+void rpc_runtime_set_server_idle_timeout(RpcRuntime *rt, unsigned ms) {
+        rt->server_idle_timeout_ms = MIN(ms, (unsigned)INT_MAX);
+}
+
 static void fill_channel_args(RpcRuntime *rt, grpc_arg *args, grpc_channel_args *ca, bool client) {
         size_t n = 0;
 
@@ -293,6 +300,18 @@ static void fill_channel_args(RpcRuntime *rt, grpc_arg *args, grpc_channel_args 
                                 .value.integer = (int)rt->max_message };
         args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
                                 .value.integer = (int)rt->max_message };
+        /* Nothing reads channelz: do not keep its per-channel trace. */
+        args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_ENABLE_CHANNELZ, .value.integer = 0 };
+        /* No bandwidth-delay probing: it sizes flow-control windows for long fat links by
+         * sending PINGs along with data; on loopback with small messages it only adds frames
+         * and wake-ups to every call (a health check every second per module). */
+        args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_HTTP2_BDP_PROBE, .value.integer = 0 };
+        if (!client)
+                /* A connection with no call for this long is closed (GOAWAY); the client
+                 * reconnects on its next call. Modules call the orchestrator only now and
+                 * then: an open connection holds an fd and some 30 kB on both sides. */
+                args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                                        .value.integer = (int)rt->server_idle_timeout_ms };
         if (client) {
                 /* Modules are on loopback and come up within milliseconds: retry connecting
                  * every 100 ms (gRPC's floor for both backoffs) instead of its default one
@@ -656,7 +675,7 @@ int rpc_server_new(RpcServer **ret, RpcRuntime *rt, const char *address, const R
                    size_t n_methods, void *userdata) {
         grpc_server_credentials *creds;
         grpc_channel_args ca;
-        grpc_arg args[8];
+        grpc_arg args[10];
         RpcServer *s;
 
         s = calloc(1, sizeof(*s));
@@ -1029,7 +1048,7 @@ void rpc_client_call_cancel(RpcClientCall *c) {
 int rpc_channel_new(RpcChannel **ret, RpcRuntime *rt, const char *target) {
         grpc_channel_credentials *creds;
         grpc_channel_args ca;
-        grpc_arg args[8];
+        grpc_arg args[10];
         RpcChannel *ch;
 
         ch = calloc(1, sizeof(*ch));

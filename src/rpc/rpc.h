@@ -42,6 +42,7 @@ typedef enum RpcStatus {
 const char *rpc_status_to_string(int status);
 
 #define RPC_DEFAULT_MAX_MESSAGE (4u * 1024 * 1024)
+#define RPC_DEFAULT_SERVER_IDLE_TIMEOUT_MS 30000u
 
 /* ---- runtime ---- */
 
@@ -52,6 +53,11 @@ int rpc_runtime_new(RpcRuntime **ret, sd_event *event);
 RpcRuntime *rpc_runtime_free(RpcRuntime *rt);
 /* Message size limit for servers and channels created afterwards (default 4 MiB). */
 void rpc_runtime_set_max_message(RpcRuntime *rt, size_t bytes);
+/* Servers created afterwards close a connection that had no call for this long (default
+ * 30 s; gRPC 1.51 checks at that interval, so a connection goes after one to two times it);
+ * its client reconnects on its next call. An idle connection holds an fd and buffers on
+ * both ends. */
+void rpc_runtime_set_server_idle_timeout(RpcRuntime *rt, unsigned ms);
 
 /* ---- server ---- */
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -42,6 +43,13 @@ typedef struct Server {
 } Server;
 
 static Server srv;
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static void on_check(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
         const Req *req = (const Req *)request;
@@ -382,7 +390,8 @@ typedef struct SlowProxy {
         int stop_pipe[2];
         int upstream_port;
         int delay_ms;
-        unsigned n_accepted;
+        unsigned n_accepted;        /* read with __atomic_load_n: the proxy thread writes them */
+        unsigned n_closed;
         pthread_t thread;
 } SlowProxy;
 
@@ -430,7 +439,7 @@ static void *proxy_main(void *userdata) {
                 int client = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
                 if (client < 0)
                         continue;
-                p->n_accepted++;
+                __atomic_add_fetch(&p->n_accepted, 1, __ATOMIC_SEQ_CST);
                 /* Hold the connection: nothing passes during the delay. */
                 if (poll(&pfd[1], 1, p->delay_ms) != 0) {
                         close(client);
@@ -442,6 +451,7 @@ static void *proxy_main(void *userdata) {
                         close(upstream);
                 }
                 close(client);
+                __atomic_add_fetch(&p->n_closed, 1, __ATOMIC_SEQ_CST);
         }
 }
 
@@ -494,6 +504,43 @@ static void test_slow_handshake(void **state) {
         slow_proxy_stop(&proxy);
         /* One connection was enough: the first attempt was not given up on. */
         assert_int_equal(proxy.n_accepted, 1);
+}
+
+/* A server closes a connection that has had no call for its idle timeout; the client's
+ * next call opens a new one and succeeds. */
+static void test_idle_connection_closed(void **state) {
+        RpcChannel *ch = NULL;
+        SlowProxy proxy;
+        char target[64];
+        Result r;
+        Env e;
+
+        memset(&e, 0, sizeof(e));
+        memset(&srv, 0, sizeof(srv));
+        assert_true(sd_event_new(&e.event) >= 0);
+        assert_int_equal(rpc_runtime_new(&e.rt, e.event), 0);
+        rpc_runtime_set_server_idle_timeout(e.rt, 300);
+        assert_int_equal(rpc_server_new(&e.server, e.rt, "127.0.0.1:0", methods, ELEMENTSOF(methods), NULL), 0);
+        snprintf(target, sizeof(target), "127.0.0.1:%d", slow_proxy_start(&proxy, rpc_server_get_port(e.server), 0));
+        assert_int_equal(rpc_channel_new(&ch, e.rt, target), 0);
+        e.channel = ch;
+
+        call_check(&e, "", 5000, NULL, 0, &r);
+        assert_int_equal(r.status, RPC_OK);
+        assert_int_equal(__atomic_load_n(&proxy.n_accepted, __ATOMIC_SEQ_CST), 1);
+
+        /* The server closes the idle connection (the proxy sees it go). */
+        uint64_t deadline = now_usec() + 10 * 1000 * 1000;
+        while (__atomic_load_n(&proxy.n_closed, __ATOMIC_SEQ_CST) < 1) {
+                assert_true(now_usec() < deadline);
+                assert_true(sd_event_run(e.event, 50 * 1000) >= 0);
+        }
+
+        call_check(&e, "", 5000, NULL, 0, &r);
+        assert_int_equal(r.status, RPC_OK);
+        env_teardown(&e);
+        slow_proxy_stop(&proxy);
+        assert_int_equal(proxy.n_accepted, 2);
 }
 
 /* Our own executable, resolved before any exec: under valgrind /proc/self/exe is valgrind's
@@ -572,6 +619,7 @@ int main(int argc, char *argv[]) {
                 cmocka_unit_test(test_reply_flushed_before_server_free),
                 cmocka_unit_test(test_peer_disappears),
                 cmocka_unit_test(test_slow_handshake),
+                cmocka_unit_test(test_idle_connection_closed),
         };
 
         if (argc > 1 && strcmp(argv[1], "--child") == 0)
