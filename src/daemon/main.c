@@ -260,7 +260,7 @@ static int run(int argc, char *argv[]) {
         manager_notify_status(mgr);
 
         r = sd_event_loop(event);
-        if (r < 0)
+        if (r < 0 && r != -ENOTCONN) /* -ENOTCONN: the bus went away, said already */
                 log_error_errno(r, "Event loop failed: %m");
 
 finish:

@@ -57,6 +57,8 @@ struct UnitManager {
         sd_event *event;
         sd_bus *bus;
         sd_bus_slot *job_removed_slot;
+        sd_bus_slot *disconnect_slot;
+        bool user;
         Job *jobs;
         UnitWatch *watches;
         unsigned n_inflight;
@@ -275,6 +277,18 @@ static void job_start(UnitManager *m, Job *j) {
         m->jobs = j;
 }
 
+/* Without the bus we can neither follow nor control units, and sd-bus does not reconnect:
+ * end the event loop with an error. A daemon under systemd is then restarted, and adopts its
+ * modules, which kept running. */
+static int on_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        UnitManager *m = userdata;
+
+        if (!sd_bus_message_is_signal(msg, "org.freedesktop.DBus.Local", "Disconnected"))
+                return 0;
+        log_error("Lost the connection to the %s bus, exiting.", m->user ? "user" : "system");
+        return sd_event_exit(m->event, -ENOTCONN);
+}
+
 int unit_manager_new(UnitManager **ret, sd_event *event, bool user) {
         _cleanup_(unit_manager_freep) UnitManager *m = NULL;
         int r;
@@ -288,6 +302,10 @@ int unit_manager_new(UnitManager **ret, sd_event *event, bool user) {
         if (r < 0)
                 return log_error_errno(r, "Failed to connect to the %s bus: %m", user ? "user" : "system");
         r = sd_bus_attach_event(m->bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return r;
+        m->user = user;
+        r = sd_bus_add_filter(m->bus, &m->disconnect_slot, on_disconnected, m);
         if (r < 0)
                 return r;
 
@@ -320,6 +338,7 @@ UnitManager *unit_manager_free(UnitManager *m) {
         while (m->watches)
                 unit_watch_free(m->watches);
         sd_bus_slot_unref(m->job_removed_slot);
+        sd_bus_slot_unref(m->disconnect_slot);
         if (m->bus) {
                 sd_bus_flush(m->bus);
                 sd_bus_detach_event(m->bus);

@@ -34,7 +34,8 @@ typedef int (*unit_props_append_t)(sd_bus_message *m, void *userdata);
 
 /* Connect to the system manager (user == false) or the user manager, attach to event and
  * subscribe to systemd's signals. The bus address may be overridden by
- * DBUS_SYSTEM_BUS_ADDRESS / DBUS_SESSION_BUS_ADDRESS, as sd-bus does. */
+ * DBUS_SYSTEM_BUS_ADDRESS / DBUS_SESSION_BUS_ADDRESS, as sd-bus does. If the bus connection
+ * is lost later, the event loop is ended with -ENOTCONN. */
 int unit_manager_new(UnitManager **ret, sd_event *event, bool user);
 UnitManager *unit_manager_free(UnitManager *m);
 sd_bus *unit_manager_get_bus(UnitManager *m);
