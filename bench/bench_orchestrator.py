@@ -11,6 +11,7 @@ noticing it (an event on WatchEvents). Targets: ratio <= 1.5, RSS <= 10 MB, CPU 
 core, crash noticed <= 50 ms.
 """
 
+import atexit
 import os
 import shutil
 import signal
@@ -103,6 +104,8 @@ class Orch:
              "--runtime-dir", os.path.join(os.environ["CA_SANDBOX_SHARE"], "bench"),
              "--control-socket", self.control, "--listen", "127.0.0.1:50050"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        # If the benchmark fails half-way, its orchestrator must not outlive it.
+        atexit.register(lambda p=self.proc: p.poll() is None and p.kill())
         while not os.path.exists(self.control):
             if self.proc.poll() is not None or time.monotonic() - self.t0 > 30:
                 raise SystemExit("the orchestrator did not start")
