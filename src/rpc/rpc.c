@@ -306,12 +306,6 @@ static void fill_channel_args(RpcRuntime *rt, grpc_arg *args, grpc_channel_args 
          * sending PINGs along with data; on loopback with small messages it only adds frames
          * and wake-ups to every call (a health check every second per module). */
         args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_HTTP2_BDP_PROBE, .value.integer = 0 };
-        if (!client)
-                /* A connection with no call for this long is closed (GOAWAY); the client
-                 * reconnects on its next call. Modules call the orchestrator only now and
-                 * then: an open connection holds an fd and some 30 kB on both sides. */
-                args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-                                        .value.integer = (int)rt->server_idle_timeout_ms };
         if (client) {
                 /* Modules are on loopback and come up within milliseconds: retry connecting
                  * every 100 ms (gRPC's floor for both backoffs) instead of its default one
@@ -329,6 +323,12 @@ static void fill_channel_args(RpcRuntime *rt, grpc_arg *args, grpc_channel_args 
                 /* One channel per target, never shared between our channels. */
                 args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
                                         .value.integer = 1 };
+        } else {
+                /* A connection with no call for this long is closed (GOAWAY); the client
+                 * reconnects on its next call. Modules call the orchestrator only now and
+                 * then: an open connection holds an fd and some 30 kB on both sides. */
+                args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                                        .value.integer = (int)rt->server_idle_timeout_ms };
         }
         *ca = (grpc_channel_args){ .num_args = n, .args = args };
 }

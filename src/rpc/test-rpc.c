@@ -143,7 +143,8 @@ typedef struct Env {
         RpcChannel *channel;
 } Env;
 
-static void env_setup(Env *e, size_t max_message) {
+/* max_message, idle_timeout_ms: 0 for the runtime's defaults */
+static void env_setup_full(Env *e, size_t max_message, unsigned idle_timeout_ms) {
         char target[64];
 
         memset(&srv, 0, sizeof(srv));
@@ -151,10 +152,16 @@ static void env_setup(Env *e, size_t max_message) {
         assert_int_equal(rpc_runtime_new(&e->rt, e->event), 0);
         if (max_message)
                 rpc_runtime_set_max_message(e->rt, max_message);
+        if (idle_timeout_ms)
+                rpc_runtime_set_server_idle_timeout(e->rt, idle_timeout_ms);
         assert_int_equal(rpc_server_new(&e->server, e->rt, "127.0.0.1:0", methods, ELEMENTSOF(methods), NULL), 0);
         assert_true(rpc_server_get_port(e->server) > 0);
         snprintf(target, sizeof(target), "127.0.0.1:%d", rpc_server_get_port(e->server));
         assert_int_equal(rpc_channel_new(&e->channel, e->rt, target), 0);
+}
+
+static void env_setup(Env *e, size_t max_message) {
+        env_setup_full(e, max_message, 0);
 }
 
 static void env_teardown(Env *e) {
@@ -509,21 +516,16 @@ static void test_slow_handshake(void **state) {
 /* A server closes a connection that has had no call for its idle timeout; the client's
  * next call opens a new one and succeeds. */
 static void test_idle_connection_closed(void **state) {
-        RpcChannel *ch = NULL;
         SlowProxy proxy;
         char target[64];
         Result r;
         Env e;
 
-        memset(&e, 0, sizeof(e));
-        memset(&srv, 0, sizeof(srv));
-        assert_true(sd_event_new(&e.event) >= 0);
-        assert_int_equal(rpc_runtime_new(&e.rt, e.event), 0);
-        rpc_runtime_set_server_idle_timeout(e.rt, 300);
-        assert_int_equal(rpc_server_new(&e.server, e.rt, "127.0.0.1:0", methods, ELEMENTSOF(methods), NULL), 0);
+        env_setup_full(&e, 0, 300);
+        /* Through a proxy that holds nothing back, which counts the connections. */
         snprintf(target, sizeof(target), "127.0.0.1:%d", slow_proxy_start(&proxy, rpc_server_get_port(e.server), 0));
-        assert_int_equal(rpc_channel_new(&ch, e.rt, target), 0);
-        e.channel = ch;
+        rpc_channel_free(e.channel);
+        assert_int_equal(rpc_channel_new(&e.channel, e.rt, target), 0);
 
         call_check(&e, "", 5000, NULL, 0, &r);
         assert_int_equal(r.status, RPC_OK);
