@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ports/port-alloc.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 #include "systemd/unit-manager.h"
@@ -31,16 +32,6 @@ static uint64_t now_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-/* Whether nothing is bound to the port now: inside the kernel's ephemeral range a port may
- * be some outgoing connection's, and the module on it would fail to listen. */
-static bool port_free(uint16_t port) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-        _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        return fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
 }
 
 static int append(sd_bus_message *m, void *userdata) {
@@ -104,10 +95,11 @@ int main(int argc, char *argv[]) {
         if (!units || !up || sd_event_new(&event) < 0 || unit_manager_new(&um, event, false) < 0)
                 return 1;
 
-        /* Ports first (free ones from PORT_BASE on, as the orchestrator picks them), so that
-         * the timing covers systemd's work only. */
+        /* Ports first (free ones from PORT_BASE on, as the orchestrator picks them: inside the
+         * kernel's ephemeral range a port may be some outgoing connection's), so that the
+         * timing covers systemd's work only. */
         for (unsigned i = 0, port = base; i < n; i++, port++) {
-                while (port < 65535 && !port_free((uint16_t)port))
+                while (port < 65535 && port_in_use_by_bind((uint16_t)port, NULL))
                         port++;
                 if (port >= 65535)
                         return 1;
