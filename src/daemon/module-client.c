@@ -72,8 +72,10 @@ static int module_call(Manager *mgr, Module *m, const char *method, const Protob
         if (r < 0)
                 return r;
         c->notify_on_cancel = notify_on_cancel;
-        r = rpc_channel_call(((ModuleClient *)m->client)->channel, method, req, type, timeout_ms, flags, NULL, 0,
-                             rpc_cb, c, NULL);
+        /* The module's own token: modules accept calls only from the orchestrator. */
+        RpcMetadata md = { .key = "x-call-assistant-module-token", .value = m->token };
+        r = rpc_channel_call(((ModuleClient *)m->client)->channel, method, req, type, timeout_ms, flags, &md,
+                             m->token ? 1 : 0, rpc_cb, c, NULL);
         if (r < 0)
                 ctx_unlink_free(c);
         return r;
