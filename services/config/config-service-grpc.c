@@ -6,10 +6,9 @@
 #include "callassistant/config/v1/config.pb-c.h"
 #include "services/config/config-service-grpc.h"
 
-/* The ConfigService of a call; the server's userdata is the daemon's Manager. */
-
+/* The ConfigService of a call: the serving process sets it as the methods' userdata. */
 static ConfigService *service_of(RpcServerCall *call) {
-        return daemon_config_service(rpc_server_call_get_userdata(call));
+        return rpc_server_call_get_userdata(call);
 }
 
 static RpcStatus status_of(ConfigStatus s) {
@@ -116,11 +115,6 @@ static void on_set(RpcServerCall *call, const ProtobufCMessage *request, void *u
                 (void)rpc_server_call_fail(call, RPC_INTERNAL, "out of memory");
 }
 
-static void deny(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
-        (void)rpc_server_call_fail(call, RPC_PERMISSION_DENIED,
-                                   "modules may not use services: the orchestrator delivers configuration");
-}
-
 #define CS(name) "/callassistant.config.v1.ConfigService/" name
 #define D(t) &callassistant__config__v1__##t##__descriptor
 
@@ -131,10 +125,3 @@ const RpcMethod config_service_methods[] = {
         { CS("GetSchema"), D(get_schema_request), on_schema, false },
 };
 const size_t config_service_n_methods = ELEMENTSOF(config_service_methods);
-
-const RpcMethod config_service_denied_methods[] = {
-        { CS("GetConfig"), D(get_config_request), deny, false },
-        { CS("SetConfig"), D(set_config_request), deny, false },
-        { CS("ListConfigs"), D(list_configs_request), deny, false },
-        { CS("GetSchema"), D(get_schema_request), deny, false },
-};

@@ -7,13 +7,7 @@
 #include "rpc/rpc.h"
 #include "services/config/config-service.h"
 
-/* Provided by the process that serves the methods: the ConfigService behind a server's
- * userdata (in-process: the orchestrator's Manager). */
-ConfigService *daemon_config_service(void *server_userdata);
-
-/* Methods of callassistant.config.v1.ConfigService. */
+/* Methods of callassistant.config.v1.ConfigService. The serving process copies them into its
+ * server's table with the ConfigService as each method's userdata (RpcMethod.userdata). */
 extern const RpcMethod config_service_methods[];
 extern const size_t config_service_n_methods;
-/* The same methods answering PERMISSION_DENIED (for the module-facing endpoint: modules may
- * not use services). */
-extern const RpcMethod config_service_denied_methods[];

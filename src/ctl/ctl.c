@@ -13,7 +13,7 @@
 #include "callassistant/v1/orchestrator.pb-c.h"
 #include "config.h"
 #include "ctl/ctl-logs.h"
-#include "daemon/manager-modules.h"
+#include "graph/check.h"
 #include "rpc/rpc.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -579,7 +579,7 @@ int main(int argc, char *argv[]) {
         const char *arg = optind + 1 < argc ? argv[optind + 1] : NULL;
 
         if (strcmp(verb, "check") == 0)
-                return manager_modules_check(arg ? arg : MODULESDIR, stdout) < 0 ? EXIT_PROBLEMS : EXIT_OK;
+                return modules_check(arg ? arg : MODULESDIR, stdout) < 0 ? EXIT_PROBLEMS : EXIT_OK;
         if (strcmp(verb, "logs") == 0) {
                 if (!arg) {
                         fprintf(stderr, "logs: which module?\n");

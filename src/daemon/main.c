@@ -10,9 +10,8 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
-#include "daemon/daemon-api.h"
-#include "daemon/manager-modules.h"
 #include "daemon/manager.h"
+#include "graph/check.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
@@ -190,8 +189,8 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 
 static int run(int argc, char *argv[]) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(manager_freep) Manager *mgr = NULL;
         DaemonConfig config = {};
-        Manager *mgr = NULL;
         Args args = {};
         sigset_t mask;
         int r;
@@ -202,13 +201,9 @@ static int run(int argc, char *argv[]) {
                 return r;
 
         r = load_config(&args, &config);
-        if (r < 0) {
-                daemon_config_done(&config);
-                return r;
-        }
-
-        if (args.check) {
-                r = manager_modules_check(config.modules_dir, stdout);
+        if (r < 0 || args.check) {
+                if (r >= 0)
+                        r = modules_check(config.modules_dir, stdout);
                 daemon_config_done(&config);
                 return r;
         }
@@ -228,30 +223,17 @@ static int run(int argc, char *argv[]) {
         (void)sd_event_set_watchdog(event, true);
 
         r = manager_new(&mgr, event, &config);
-        if (r < 0) {
-                daemon_config_done(&config);
+        daemon_config_done(&config);
+        if (r < 0)
                 return log_error_errno(r, "Failed to create the manager: %m");
-        }
 
         (void)sd_event_add_signal(event, NULL, SIGTERM, on_signal, mgr);
         (void)sd_event_add_signal(event, NULL, SIGINT, on_signal, mgr);
         (void)sd_event_add_signal(event, NULL, SIGHUP, NULL, NULL); /* reload: not yet, ignore */
 
-        r = manager_load_modules(mgr);
-        if (r < 0)
-                goto finish;
-
-        r = manager_modules_config_init(mgr);
-        if (r < 0)
-                goto finish;
-
-        r = daemon_api_start(mgr);
-        if (r < 0)
-                goto finish;
-
         r = manager_startup(mgr);
         if (r < 0)
-                goto finish;
+                return r;
 
         log_info("call-assistant %s running: %zu modules from %s; modules reach it at %s; control socket %s",
                  PACKAGE_VERSION, mgr->registry.n_modules, mgr->config.modules_dir, mgr->config.listen,
@@ -262,10 +244,6 @@ static int run(int argc, char *argv[]) {
         r = sd_event_loop(event);
         if (r < 0 && r != -ENOTCONN) /* -ENOTCONN: the bus went away, said already */
                 log_error_errno(r, "Event loop failed: %m");
-
-finish:
-        daemon_api_stop(mgr);
-        manager_free(mgr);
         return r;
 }
 

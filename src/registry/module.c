@@ -22,13 +22,6 @@ const char *module_state_to_string(ModuleState s) {
         return s >= 0 && s < _MODULE_STATE_MAX ? state_names[s] : "UNKNOWN";
 }
 
-int module_state_from_string(const char *s) {
-        for (int i = 0; i < _MODULE_STATE_MAX; i++)
-                if (strcmp(s, state_names[i]) == 0)
-                        return i;
-        return -EINVAL;
-}
-
 const char *health_state_to_string(HealthState s) {
         switch (s) {
         case HEALTH_SERVING:

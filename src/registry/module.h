@@ -3,8 +3,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <systemd/sd-event.h>
 
 #include "systemd/unit-manager.h"
+
+/* Owned by the daemon layer (src/daemon); declared here so that a Module carries real types. */
+typedef struct Manager Manager;
+typedef struct ModuleClient ModuleClient;
 
 typedef enum ModuleState {
         MODULE_PENDING,             /* waiting for its dependencies to be READY */
@@ -75,14 +80,13 @@ struct Module {
         HealthState health;
         uint32_t health_failures;
         bool health_in_flight;
-        void *health_timer;   /* sd_event_source */
+        sd_event_source *health_timer;
 
-        void *client;         /* gRPC channel to the module (owned by the daemon layer) */
-        void *userdata;       /* owner's per-module data */
+        ModuleClient *client;   /* gRPC channel to the module (daemon/module-client.c) */
+        Manager *manager;       /* the daemon's Manager that runs it */
 };
 
 const char *module_state_to_string(ModuleState s);
-int module_state_from_string(const char *s);
 const char *health_state_to_string(HealthState s);
 
 /* A module is "up" for its dependents only when READY. */

@@ -499,6 +499,8 @@ int rpc_server_call_fail(RpcServerCall *c, RpcStatus status, const char *message
 }
 
 void *rpc_server_call_get_userdata(RpcServerCall *c) {
+        if (c->method && c->method->userdata)
+                return c->method->userdata;
         return c->server ? c->server->userdata : NULL;
 }
 
@@ -579,7 +581,7 @@ static void on_server_recv(RpcTag *tag, bool ok) {
                 server_call_unref(c);
                 return;
         }
-        c->method->handler(c, c->request, c->server->userdata);
+        c->method->handler(c, c->request, rpc_server_call_get_userdata(c));
         server_call_unref(c);
 }
 

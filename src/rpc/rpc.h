@@ -71,6 +71,7 @@ typedef struct RpcMethod {
         const ProtobufCMessageDescriptor *input;  /* request type */
         rpc_handler_t handler;
         bool server_streaming;
+        void *userdata;                           /* for the handler; NULL: the server's */
 } RpcMethod;
 
 /* address: "127.0.0.1:50050", "[::1]:0", "unix:/path". methods must stay valid. */
@@ -81,6 +82,7 @@ int rpc_server_get_port(RpcServer *s);
 /* Shuts the server down: cancels calls in flight, waits for gRPC's shutdown notification. */
 RpcServer *rpc_server_free(RpcServer *s);
 
+/* The userdata the handler got: its method's, or else the server's. */
 void *rpc_server_call_get_userdata(RpcServerCall *c);
 const char *rpc_server_call_get_method(RpcServerCall *c);
 /* Value of a request metadata key (lower case), copied into buf; -ENOENT if absent. */

@@ -40,6 +40,7 @@ typedef struct Server {
         RpcServerCall *stream;      /* the Watch call, for streaming tests */
         bool stream_cancelled;
         char token[64];
+        void *userdata_seen;        /* what the last Check or Bye handler got */
 } Server;
 
 static Server srv;
@@ -56,6 +57,8 @@ static void on_check(RpcServerCall *call, const ProtobufCMessage *request, void 
         Resp resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 
         srv.token[0] = 0;
+        srv.userdata_seen = userdata;
+        assert_ptr_equal(rpc_server_call_get_userdata(call), userdata);
         (void)rpc_server_call_get_metadata(call, "x-token", srv.token, sizeof(srv.token));
         if (strcmp(req->service, "") == 0 || strcmp(req->service, "svc") == 0) {
                 resp.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
@@ -101,6 +104,7 @@ static void on_bye(RpcServerCall *call, const ProtobufCMessage *request, void *u
         Resp resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 
         resp.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        srv.userdata_seen = userdata;
         assert_int_equal(rpc_server_call_reply(call, &resp.base), 0);
         bye_replied = true;
 }
@@ -204,6 +208,41 @@ static void test_unary_and_metadata(void **state) {
                 call_check(&e, "svc", 5000, NULL, 0, &r);
                 assert_int_equal(r.status, RPC_OK);
         }
+        env_teardown(&e);
+}
+
+/* A method's own userdata wins over the server's; methods without one get the server's. */
+static void test_method_userdata(void **state) {
+        static int server_ud, method_ud;
+        RpcMethod table[] = {
+                { CHECK, &grpc__health__v1__health_check_request__descriptor, on_check, false, &method_ud },
+                { BYE, &grpc__health__v1__health_check_request__descriptor, on_bye, false, NULL },
+        };
+        Req req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+        RpcServer *server;
+        char target[64];
+        Result r;
+        Env e;
+
+        env_setup(&e, 0);
+        assert_int_equal(rpc_server_new(&server, e.rt, "127.0.0.1:0", table, ELEMENTSOF(table), &server_ud), 0);
+        snprintf(target, sizeof(target), "127.0.0.1:%d", rpc_server_get_port(server));
+        e.channel = rpc_channel_free(e.channel);
+        assert_int_equal(rpc_channel_new(&e.channel, e.rt, target), 0);
+
+        call_check(&e, "", 5000, NULL, 0, &r);
+        assert_int_equal(r.status, RPC_OK);
+        assert_ptr_equal(srv.userdata_seen, &method_ud);
+
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(rpc_channel_call(e.channel, BYE, &req.base, &grpc__health__v1__health_check_response__descriptor,
+                                          5000, 0, NULL, 0, on_done, &r, NULL),
+                         0);
+        assert_int_equal(rpc_wait_for(e.event, &r.done, 10000), 0);
+        assert_int_equal(r.status, RPC_OK);
+        assert_ptr_equal(srv.userdata_seen, &server_ud);
+
+        rpc_server_free(server);
         env_teardown(&e);
 }
 
@@ -611,6 +650,7 @@ static void test_peer_disappears(void **state) {
 int main(int argc, char *argv[]) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_unary_and_metadata),
+                cmocka_unit_test(test_method_userdata),
                 cmocka_unit_test(test_unknown_method),
                 cmocka_unit_test(test_malformed_request),
                 cmocka_unit_test(test_malformed_response),

@@ -1,0 +1,118 @@
+/* A module's unit: its gRPC port (kept across restarts) and its transient unit's properties. */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "daemon/manager.h"
+#include "daemon/module-unit.h"
+#include "ports/port-alloc.h"
+#include "shared/log.h"
+#include "shared/macro.h"
+#include "systemd/unit-properties.h"
+
+static int save_ports(sd_event_source *s, void *userdata) {
+        Manager *mgr = userdata;
+        _cleanup_free_ char **names = NULL;
+        int r;
+
+        mgr->ports_save = sd_event_source_disable_unref(mgr->ports_save);
+        names = new0(char *, mgr->registry.n_modules + 1);
+        if (!names)
+                return log_oom();
+        for (size_t i = 0; i < mgr->registry.n_modules; i++)
+                names[i] = mgr->registry.modules[i]->name;
+        r = port_allocator_save(mgr->ports, names);
+        if (r < 0)
+                log_warning_errno(r, "Cannot save the port state, ignoring: %m");
+        return 0;
+}
+
+void manager_ports_flush(Manager *mgr) {
+        assert(mgr);
+        if (mgr->ports_save)
+                (void)save_ports(NULL, mgr);
+}
+
+int module_unit_assign_port(Module *m, bool keep_busy) {
+        Manager *mgr = m->manager;
+        uint16_t before = m->port;
+        int r;
+
+        assert(mgr);
+        r = port_allocator_get(mgr->ports, m->name, keep_busy, &m->port);
+        if (r < 0)
+                return r;
+        /* One (fsync'ed) write for all the ports assigned in this loop iteration, before
+         * anything else runs: the units starting now will find their ports on disk. */
+        if (m->port != before && !mgr->ports_save) {
+                r = sd_event_add_defer(mgr->event, &mgr->ports_save, save_ports, mgr);
+                if (r < 0)
+                        return save_ports(NULL, mgr);
+                (void)sd_event_source_set_priority(mgr->ports_save, SD_EVENT_PRIORITY_IMPORTANT);
+        }
+        return 0;
+}
+
+int module_unit_append_properties(sd_bus_message *msg, void *userdata) {
+        Module *m = userdata;
+        Manager *mgr = m->manager;
+        _cleanup_strv_free_ char **env = NULL;
+        _cleanup_free_ char *desc = NULL;
+        _cleanup_free_ char **ro = NULL;
+        size_t n = 0, n_ro = 0;
+        UnitSpec s;
+
+        assert(msg);
+        assert(mgr);
+
+        for (const char *const *v = unit_inherited_environment; *v; v++)
+                n++;
+        env = new0(char *, n + 5);
+        if (!env)
+                return -ENOMEM;
+        n = 0;
+        for (const char *const *v = unit_inherited_environment; *v; v++) {
+                const char *val = getenv(*v);
+                if (val && asprintf(&env[n++], "%s=%s", *v, val) < 0)
+                        return -ENOMEM;
+        }
+        if (((mgr->config.user && *mgr->config.user) || mgr->config.user_manager) && getenv("HOME") &&
+            asprintf(&env[n++], "HOME=%s", getenv("HOME")) < 0)
+                return -ENOMEM;
+        if (asprintf(&env[n++], "GRPC_PORT=%u", m->port) < 0 ||
+            asprintf(&env[n++], "CALL_ASSISTANT_MODULE_ID=%s", m->name) < 0 ||
+            asprintf(&env[n++], "CALL_ASSISTANT_ORCHESTRATOR=%s", mgr->orchestrator_address) < 0)
+                return -ENOMEM;
+        if (asprintf(&desc, "call-assistant module %s: %s", m->name, m->description ? m->description : "") < 0)
+                return -ENOMEM;
+
+        /* The module's folder and the configured folders, bound read-only at their own paths:
+         * PrivateTmp= (implied by DynamicUser=) would hide them if they live under /tmp. */
+        for (char **p = mgr->config.read_only_paths; p && *p; p++)
+                n_ro++;
+        ro = new0(char *, n_ro + 2);
+        if (!ro)
+                return -ENOMEM;
+        ro[0] = m->abs_dir;
+        for (size_t i = 0; i < n_ro; i++)
+                ro[i + 1] = mgr->config.read_only_paths[i];
+
+        s = (UnitSpec){
+                .description = desc,
+                .command = mgr->config.dev && m->dev_command ? m->dev_command : m->command,
+                .working_directory = m->abs_dir,
+                .environment = env,
+                .syslog_identifier = m->name,
+                .module_name = m->name,
+                .restart_usec = (uint64_t)mgr->config.restart_sec_ms * 1000,
+                .start_limit_burst = mgr->config.start_limit_burst,
+                .start_limit_interval_usec = (uint64_t)mgr->config.start_limit_interval_sec * 1000000,
+                .timeout_stop_usec = (uint64_t)mgr->config.stop_timeout_sec * 1000000,
+                .slice = mgr->config.slice,
+                .user = mgr->config.user,
+                .credential_path = m->token_path,
+                .read_only_paths = ro,
+                .user_manager = mgr->config.user_manager,
+        };
+        return unit_spec_append(msg, &s);
+}
