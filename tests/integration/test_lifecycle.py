@@ -219,9 +219,16 @@ class Lifecycle(unittest.TestCase):
         o = self.run_orch("ents", [dict(dir="ents"), dict(dir="other")])
         info = o.wait_state("ents", "READY")
         o.wait_state("other", "READY")
+        with open(os.path.join(o.runtime_dir, "credentials", "ents.token")) as f:
+            token = f.read().strip()
         mch = grpc.insecure_channel(f"127.0.0.1:{info.port}")
+        # A module accepts calls only with its own token (the orchestrator's).
+        with self.assertRaises(grpc.RpcError) as e:
+            mgrpc.ModuleServiceStub(mch).CreateEntity(mpb.CreateEntityRequest(type="thing"), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
         created = mgrpc.ModuleServiceStub(mch).CreateEntity(
-            mpb.CreateEntityRequest(type="thing", name="one", config_json="{}"), timeout=5)
+            mpb.CreateEntityRequest(type="thing", name="one", config_json="{}"), timeout=5,
+            metadata=[("x-call-assistant-module-token", token)])
         mch.close()
         listed = o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="ents"), timeout=10).entities
         self.assertEqual([(e.module, e.entity.id) for e in listed], [("ents", created.id)])
@@ -233,8 +240,6 @@ class Lifecycle(unittest.TestCase):
 
         # A module reports an entity event, claiming to be someone else: it is passed on under
         # its own name.
-        with open(os.path.join(o.runtime_dir, "credentials", "ents.token")) as f:
-            token = f.read().strip()
         events = o.stub.WatchEvents(opb.WatchEventsRequest(initial_state=True), timeout=20)
         next(events)  # the first initial-state event: the stream is registered
         ch = grpc.insecure_channel(o.listen)

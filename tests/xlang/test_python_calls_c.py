@@ -7,7 +7,7 @@ import os
 import sys
 import unittest
 
-from xlang_util import BUILD_ROOT, ModuleProcess, run_tests
+from xlang_util import BUILD_ROOT, ModuleProcess, run_tests, with_token
 
 import grpc  # noqa: E402
 from callassistant.v1 import module_pb2 as mpb, module_pb2_grpc as mgrpc  # noqa: E402
@@ -20,8 +20,9 @@ class PythonCallsC(unittest.TestCase):
     def setUp(self):
         self.mod = ModuleProcess([os.path.join(CAMERA_DIR, "camera-module")], cwd=CAMERA_DIR)
         self.addCleanup(self.mod.stop)
-        self.channel = self.mod.wait_ready()
-        self.addCleanup(self.channel.close)
+        self.raw_channel = self.mod.wait_ready()
+        self.addCleanup(self.raw_channel.close)
+        self.channel = with_token(self.raw_channel, self.mod.token)
         self.stub = mgrpc.ModuleServiceStub(self.channel)
 
     def code(self, fn):
@@ -77,6 +78,16 @@ class PythonCallsC(unittest.TestCase):
         self.assertEqual(self.code(lambda: s.DestroyEntity(mpb.DestroyEntityRequest(id=e.id), timeout=5))[0],
                          grpc.StatusCode.NOT_FOUND)
         self.assertEqual(len(s.ListEntities(mpb.ListEntitiesRequest(), timeout=5).entities), 0)
+
+        # Only the orchestrator (who has the module's token) may call; health checks stay open.
+        bare = mgrpc.ModuleServiceStub(self.raw_channel)
+        code, details = self.code(lambda: bare.ListEntities(mpb.ListEntitiesRequest(), timeout=5))
+        self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED)
+        code, details = self.code(lambda: bare.Shutdown(mpb.ShutdownRequest(), timeout=5,
+                                                        metadata=[("x-call-assistant-module-token", "0" * 32)]))
+        self.assertEqual(code, grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(hgrpc.HealthStub(self.raw_channel).Check(hpb.HealthCheckRequest(), timeout=5).status,
+                         hpb.HealthCheckResponse.SERVING)
 
         s.Shutdown(mpb.ShutdownRequest(deadline_ms=2000), timeout=5)
         self.assertEqual(self.mod.wait_exit(10), 0)  # a clean exit after Shutdown

@@ -37,18 +37,54 @@ def free_port():
         return s.getsockname()[1]
 
 
+TOKEN_KEY = "x-call-assistant-module-token"
+
+
+class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor):
+    """Adds the module's token to every call, as the orchestrator does."""
+
+    def __init__(self, token):
+        self.token = token
+
+    def intercept_unary_unary(self, continuation, details, request):
+        md = list(details.metadata or []) + [(TOKEN_KEY, self.token)]
+        details = details._replace(metadata=md) if hasattr(details, "_replace") else _Details(details, md)
+        return continuation(details, request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, d, metadata):
+        self.method, self.timeout, self.metadata = d.method, d.timeout, metadata
+        self.credentials = d.credentials
+        self.wait_for_ready = getattr(d, "wait_for_ready", None)
+        self.compression = getattr(d, "compression", None)
+
+
+def with_token(channel, token):
+    """A channel that sends the module token with every unary call."""
+    return grpc.intercept_channel(channel, _TokenInterceptor(token))
+
+
 class ModuleProcess:
     """A module started as a child process; stop() always reaps it (by pid).
 
+    It gets a token ($CALL_ASSISTANT_TOKEN_FILE, a private temporary file) like a module
+    the orchestrator starts; self.token is the value to send.
     Output goes to a temporary file, printed on failure to help debugging."""
 
     def __init__(self, argv, cwd, env_extra=None, module_id="xlang-test"):
         self.port = free_port()
+        self.token = os.urandom(16).hex()
+        self._token_dir = tempfile.TemporaryDirectory()
+        token_file = os.path.join(self._token_dir.name, "module-token")
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(self.token)
         env = dict(os.environ)
         for k in ("CALL_ASSISTANT_ORCHESTRATOR", "CREDENTIALS_DIRECTORY"):
             env.pop(k, None)
         env.update({"GRPC_PORT": str(self.port),
                     "CALL_ASSISTANT_MODULE_ID": module_id,
+                    "CALL_ASSISTANT_TOKEN_FILE": token_file,
                     "PYTHONDONTWRITEBYTECODE": "1"})
         env.update(env_extra or {})
         self.log = tempfile.TemporaryFile(mode="w+")
@@ -101,6 +137,7 @@ class ModuleProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        self._token_dir.cleanup()
         return self.proc.returncode
 
 
