@@ -109,8 +109,22 @@ class Orchestrator:
                    "the control socket")
         if self.proc.poll() is not None:
             raise AssertionError(f"orchestrator exited with {self.proc.returncode}:\n{self.output()}")
-        self.channel = grpc.insecure_channel(f"unix:{self.control}")
-        grpc.channel_ready_future(self.channel).result(timeout=10)
+        # A channel of its own: with gRPC's global subchannel pool, a new channel to the same
+        # socket would share the subchannel of the killed orchestrator and wait out its
+        # reconnect back-off (seconds, growing), though the new one answers at once.
+        self.channel = grpc.insecure_channel(f"unix:{self.control}",
+                                             options=[("grpc.use_local_subchannel_pool", 1)])
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=10)
+        except grpc.FutureTimeoutError:
+            # Say where it is stuck: its threads' stacks.
+            stacks = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-ex", "thread apply all bt"],
+                                    capture_output=True, text=True, timeout=60).stdout
+            stacks += subprocess.run(f"ls -l /proc/{self.proc.pid}/fd; ls -l {self.control}; ss -xlp | grep -F "
+                                     f"{os.path.basename(self.root)}", shell=True, capture_output=True,
+                                     text=True).stdout
+            raise AssertionError(f"the control socket does not answer:\n{self.output()}\n--- stacks ---\n"
+                                 f"{stacks}") from None
         self.stub = ogrpc.OrchestratorServiceStub(self.channel)
         return self
 
@@ -146,6 +160,9 @@ class Orchestrator:
     def kill(self, sig):
         os.kill(self.proc.pid, sig)
         self.proc.wait(timeout=30)
+        if self.channel:
+            self.channel.close()
+            self.channel = None
 
     def stop(self, timeout=30):
         if self.channel:
