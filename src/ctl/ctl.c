@@ -12,6 +12,8 @@
 #include "callassistant/config/v1/config.pb-c.h"
 #include "callassistant/v1/orchestrator.pb-c.h"
 #include "config.h"
+#include "ctl/ctl-client.h"
+#include "ctl/ctl-flows.h"
 #include "ctl/ctl-logs.h"
 #include "graph/check.h"
 #include "rpc/rpc.h"
@@ -19,147 +21,10 @@
 #include "shared/macro.h"
 #include "systemd/unit-properties.h"
 
-/* Exit codes: 0 ok; 1 failure; 2 usage; 3 not running/unreachable; 4 no such module;
- * 5 the operation is not possible in the module's state; 6 check found problems. */
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_NO_MODULE = 4, EXIT_STATE = 5,
-       EXIT_PROBLEMS = 6, EXIT_INVALID = 7 };
-
 static bool arg_json;
 static bool arg_follow;
 static unsigned arg_lines = 50;
-static const char *arg_socket;
 static const char *arg_journal_dir;
-
-typedef struct Call {
-        bool done;
-        int status;
-        char message[512];
-        ProtobufCMessage *response;
-        const ProtobufCMessageDescriptor *type;
-} Call;
-
-static void on_done(RpcClientCall *c, int status, const char *message, const ProtobufCMessage *response,
-                    void *userdata) {
-        Call *call = userdata;
-        call->done = true;
-        call->status = status;
-        snprintf(call->message, sizeof(call->message), "%s", message ? message : "");
-        if (response) {
-                /* Keep a copy: the runtime frees the response after this callback. */
-                size_t n = protobuf_c_message_get_packed_size(response);
-                uint8_t *buf = malloc(n ? n : 1);
-                if (buf) {
-                        protobuf_c_message_pack(response, buf);
-                        call->response = protobuf_c_message_unpack(call->type, NULL, n, buf);
-                        free(buf);
-                }
-        }
-}
-
-typedef struct Client {
-        sd_event *event;
-        RpcRuntime *rt;
-        RpcChannel *ch;
-} Client;
-
-static int client_open(Client *c) {
-        const char *path = arg_socket ? arg_socket : getenv("CALL_ASSISTANT_CONTROL_SOCKET");
-        char target[4200];
-        struct stat st;
-        int r;
-
-        if (!path)
-                path = "/run/call-assistant/control.sock";
-        if (stat(path, &st) < 0) {
-                fprintf(stderr, "call-assistant is not running (no control socket %s: %s)\n", path, strerror(errno));
-                return -EXIT_UNREACHABLE;
-        }
-        snprintf(target, sizeof(target), "unix:%s", path);
-        r = sd_event_new(&c->event);
-        if (r >= 0)
-                r = rpc_runtime_new(&c->rt, c->event);
-        if (r >= 0)
-                r = rpc_channel_new(&c->ch, c->rt, target);
-        if (r < 0) {
-                fprintf(stderr, "Cannot set up a gRPC client: %s\n", strerror(-r));
-                return -EXIT_FAIL;
-        }
-        return 0;
-}
-
-static void client_close(Client *c) {
-        rpc_channel_free(c->ch);
-        rpc_runtime_free(c->rt);
-        sd_event_unref(c->event);
-}
-
-static int call_service(Client *c, const char *service, const char *method, const ProtobufCMessage *req,
-                        const ProtobufCMessageDescriptor *type, Call *call);
-
-/* A unary call to OrchestratorService; returns an exit code. */
-static int call_orchestrator(Client *c, const char *method, const ProtobufCMessage *req,
-                             const ProtobufCMessageDescriptor *type, Call *call) {
-        return call_service(c, "callassistant.v1.OrchestratorService", method, req, type, call);
-}
-
-static int call_service(Client *c, const char *service, const char *method, const ProtobufCMessage *req,
-                        const ProtobufCMessageDescriptor *type, Call *call) {
-        char full[160];
-        int r;
-
-        memset(call, 0, sizeof(*call));
-        call->type = type;
-        snprintf(full, sizeof(full), "/%s/%s", service, method);
-        r = rpc_channel_call(c->ch, full, req, type, 10000, 0, NULL, 0, on_done, call, NULL);
-        if (r >= 0)
-                r = rpc_wait_for(c->event, &call->done, 15000);
-        if (r < 0) {
-                fprintf(stderr, "%s: %s\n", method, strerror(-r));
-                return EXIT_FAIL;
-        }
-        switch (call->status) {
-        case RPC_OK:
-                return EXIT_OK;
-        case RPC_NOT_FOUND:
-                fprintf(stderr, "%s\n", call->message);
-                return EXIT_NO_MODULE;
-        case RPC_FAILED_PRECONDITION:
-                fprintf(stderr, "%s\n", call->message);
-                return EXIT_STATE;
-        case RPC_UNAVAILABLE:
-                fprintf(stderr, "call-assistant is not reachable: %s\n", call->message);
-                return EXIT_UNREACHABLE;
-        case RPC_INVALID_ARGUMENT: {
-                /* Field errors come as "path: message; path: message". */
-                char *save = NULL;
-                fprintf(stderr, "%s refused:\n", method);
-                for (char *item = strtok_r(call->message, ";", &save); item; item = strtok_r(NULL, ";", &save))
-                        fprintf(stderr, "  %s\n", item + strspn(item, " "));
-                return EXIT_INVALID;
-        }
-        case RPC_ABORTED:
-                fprintf(stderr, "%s\n", call->message);
-                return EXIT_STATE;
-        case RPC_PERMISSION_DENIED:
-                fprintf(stderr, "Permission denied: %s\n", call->message);
-                return EXIT_FAIL;
-        default:
-                fprintf(stderr, "%s failed: %s: %s\n", method, rpc_status_to_string(call->status), call->message);
-                return EXIT_FAIL;
-        }
-}
-
-static const char *status_name(Callassistant__V1__ModuleStatus s) {
-        static const char *const names[] = { "UNKNOWN",  "PENDING", "STARTING", "WAITING_FOR_CONFIG", "READY",
-                                             "ERROR",    "STOPPING", "STOPPED", "FAILED",             "DISABLED" };
-        return (unsigned)s < ELEMENTSOF(names) ? names[s] : "UNKNOWN";
-}
-
-static const char *health_name(Callassistant__V1__HealthStatus h) {
-        return h == CALLASSISTANT__V1__HEALTH_STATUS__HEALTH_STATUS_SERVING       ? "serving"
-               : h == CALLASSISTANT__V1__HEALTH_STATUS__HEALTH_STATUS_NOT_SERVING ? "not-serving"
-                                                                                  : "-";
-}
 
 static json_t *info_json(const Callassistant__V1__ModuleInfo *i) {
         json_t *deps = json_array(), *types = json_array();
@@ -182,12 +47,6 @@ static json_t *info_json(const Callassistant__V1__ModuleInfo *i) {
                          health_name(i->health), "health_failures", (int)i->health_failures, "registered_at_usec",
                          (json_int_t)i->registered_at_usec, "config_required", i->config_required, "dependencies",
                          deps, "entity_types", types);
-}
-
-static void print_json(json_t *j) {
-        json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
-        json_decref(j);
 }
 
 static int cmd_list(Client *c) {
@@ -511,24 +370,37 @@ static void help(void) {
                "  config set MODULE JSON|@FILE|-\n"
                "                       Validate and apply a configuration (keeps it only if the module\n"
                "                       accepted it)\n"
-               "  config edit MODULE   Edit the configuration in $EDITOR, then set it\n\n"
+               "  config edit MODULE   Edit the configuration in $EDITOR, then set it\n"
+               "  entities [MODULE]    Entities from every module (or one), available or not;\n"
+               "                       --type, --capability, --media filter them\n"
+               "  flow start MODULE/ENTITY MODULE/ENTITY\n"
+               "                       Connect a source entity to a target entity (through the\n"
+               "                       converters it takes); prints the flow\n"
+               "  flow stop ID         Tear a flow down (destroys what it created)\n"
+               "  flow list            Flows with state, ends and path\n"
+               "  flow status ID       One flow with its steps\n\n"
                "Options:\n"
                "  -h --help            Show this help\n"
                "     --version        Show the version\n"
-               "     --json           JSON output (list, status, start, stop, restart, logs)\n"
+               "     --json           JSON output (list, status, start, stop, restart, logs, entities,\n"
+               "                      flow)\n"
+               "     --type=T --capability=C --media=M\n"
+               "                      entities: only those of type T, with capability C, taking or\n"
+               "                      giving medium M\n"
                "  -f --follow          logs: keep printing new entries\n"
                "  -n --lines=N         logs: show the last N entries first (default 50; 0: all)\n"
                "     --socket=PATH    Control socket (default $CALL_ASSISTANT_CONTROL_SOCKET or\n"
                "                      /run/call-assistant/control.sock)\n"
                "  -D --directory=DIR   logs: read the journal in DIR (default\n"
                "                      $CALL_ASSISTANT_JOURNAL_DIRECTORY or the system journal)\n\n"
-               "Exit codes: 0 ok, 1 failure, 2 usage, 3 orchestrator not reachable, 4 no such module,\n"
+               "Exit codes: 0 ok, 1 failure, 2 usage, 3 orchestrator not reachable, 4 no such module\n"
+               "(or flow, or entity),\n"
                "5 not possible in the module's state, 6 check found problems, 7 invalid input\n"
                "(e.g. a configuration, with every problem listed by field path).\n");
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_SOCKET };
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_SOCKET, ARG_TYPE, ARG_CAPABILITY, ARG_MEDIA };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -537,8 +409,12 @@ int main(int argc, char *argv[]) {
                 { "lines", required_argument, NULL, 'n' },
                 { "socket", required_argument, NULL, ARG_SOCKET },
                 { "directory", required_argument, NULL, 'D' },
+                { "type", required_argument, NULL, ARG_TYPE },
+                { "capability", required_argument, NULL, ARG_CAPABILITY },
+                { "media", required_argument, NULL, ARG_MEDIA },
                 {},
         };
+        EntityFilter filter = {};
         const char *verb;
         Client c = {};
         int opt, r;
@@ -563,10 +439,19 @@ int main(int argc, char *argv[]) {
                         arg_lines = (unsigned)strtoul(optarg, NULL, 10);
                         break;
                 case ARG_SOCKET:
-                        arg_socket = optarg;
+                        ctl_socket = optarg;
                         break;
                 case 'D':
                         arg_journal_dir = optarg;
+                        break;
+                case ARG_TYPE:
+                        filter.type = optarg;
+                        break;
+                case ARG_CAPABILITY:
+                        filter.capability = optarg;
+                        break;
+                case ARG_MEDIA:
+                        filter.media = optarg;
                         break;
                 default:
                         return EXIT_USAGE;
@@ -587,11 +472,18 @@ int main(int argc, char *argv[]) {
                 }
                 return cmd_logs(arg);
         }
-        if (strcmp(verb, "config") == 0) {
+        if (strcmp(verb, "config") == 0 || strcmp(verb, "flow") == 0 || strcmp(verb, "entities") == 0) {
                 r = client_open(&c);
                 if (r < 0)
                         return -r;
-                r = cmd_config(&c, argc - optind - 1, argv + optind + 1);
+                if (strcmp(verb, "config") == 0)
+                        r = cmd_config(&c, argc - optind - 1, argv + optind + 1);
+                else if (strcmp(verb, "flow") == 0)
+                        r = cmd_flow(&c, argc - optind - 1, argv + optind + 1, arg_json);
+                else {
+                        filter.module = arg;
+                        r = cmd_entities(&c, &filter, arg_json);
+                }
                 client_close(&c);
                 return r;
         }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "daemon/api.h"
+#include "daemon/flow-api.h"
 #include "daemon/manager-api.h"
 #include "daemon/module-api.h"
 #include "services/config/config-service-grpc.h"
@@ -104,6 +105,20 @@ void api_broadcast(Api *api, const char *module, const Callassistant__V1__Event 
         }
 }
 
+void api_broadcast_modules(Api *api, const char *const *modules, size_t n, const Callassistant__V1__Event *ev) {
+        assert(api);
+        assert(ev);
+        for (size_t i = 0; i < api->n_followers; i++) {
+                Follower *f = &api->followers[i];
+                bool wanted = !f->module;
+
+                for (size_t k = 0; k < n && !wanted; k++)
+                        wanted = strcmp(f->module, modules[k]) == 0;
+                if (wanted)
+                        (void)rpc_server_call_write(f->call, &ev->base);
+        }
+}
+
 /* ---- servers ------------------------------------------------------------------------ */
 
 /* Both endpoints' tables from the API faces' methods and the in-process services'. */
@@ -114,6 +129,7 @@ static int build_tables(Api *api) {
         } faces[] = {
                 { module_api_methods, module_api_n_methods },
                 { manager_api_methods, manager_api_n_methods },
+                { flow_api_methods, flow_api_n_methods },
         };
         size_t n = config_service_n_methods, k = 0;
 

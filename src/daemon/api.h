@@ -29,3 +29,5 @@ Module *api_authenticate_module(Manager *mgr, RpcServerCall *call);
 int api_add_follower(Api *api, RpcServerCall *call, const char *module);
 /* Send an event to every follower interested in module. */
 void api_broadcast(Api *api, const char *module, const Callassistant__V1__Event *ev);
+/* The same for an event about several modules (a flow): each follower gets it once. */
+void api_broadcast_modules(Api *api, const char *const *modules, size_t n, const Callassistant__V1__Event *ev);

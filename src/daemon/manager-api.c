@@ -1,6 +1,7 @@
 /* The Manager's face on the orchestrator's API (control socket): ListModules, ListEntities,
  * WatchEvents, and the events its followers get (manager_emit()). */
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,12 +9,8 @@
 
 #include "daemon/manager-api.h"
 #include "daemon/module-api.h"
-#include "daemon/module-client.h"
 #include "shared/log.h"
 #include "shared/macro.h"
-
-#define MAX_ENTITIES_PER_MODULE 1024
-#define LIST_ENTITIES_TIMEOUT_MS 5000u
 
 static uint64_t realtime_usec(void) {
         struct timespec ts;
@@ -58,6 +55,10 @@ void manager_emit(Manager *mgr, ManagerEventKind kind, Module *m, const void *pa
                 ev.module_info = NULL;
                 ev.config_json = (char *)"";
                 ev.config_revision = 0;
+                ev.flow = NULL;
+                ev.flow_id = (char *)"";
+                ev.link = NULL;
+                ev.reason = (char *)"";
                 break;
         case MANAGER_EVENT_CONFIG: {
                 const ManagerConfigChange *change = payload;
@@ -120,122 +121,127 @@ static void on_list_modules(RpcServerCall *call, const ProtobufCMessage *request
                 module_info_done(&bufs[i]);
 }
 
-/* ---- ListEntities: asks every module concerned, then answers with all the entities ---- */
+/* ---- ListEntities: from the entity registry ------------------------------------------ */
 
-typedef struct EntityFanOut {
-        RpcServerCall *call;
-        unsigned pending;
-        bool failed;
-        char failure[600];
-        Callassistant__V1__ModuleEntity **items;
-        size_t n_items;
-} EntityFanOut;
-
-static void fan_out_finish(EntityFanOut *f) {
-        Callassistant__V1__ListEntitiesOfModulesResponse resp =
-                CALLASSISTANT__V1__LIST_ENTITIES_OF_MODULES_RESPONSE__INIT;
-
-        if (f->failed)
-                (void)rpc_server_call_fail(f->call, RPC_UNAVAILABLE, f->failure);
-        else {
-                resp.n_entities = f->n_items;
-                resp.entities = f->items;
-                (void)rpc_server_call_reply(f->call, &resp.base);
-        }
-        for (size_t i = 0; i < f->n_items; i++) {
-                free(f->items[i]->module);
-                protobuf_c_message_free_unpacked(&f->items[i]->entity->base, NULL);
-                free(f->items[i]);
-        }
-        free(f->items);
-        free(f);
+static bool strv_has(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (strcmp(*l, s) == 0)
+                        return true;
+        return false;
 }
 
-/* Keep a copy of an entity a module sent (its reply is freed after the callback). */
-static Callassistant__V1__Entity *entity_copy(const Callassistant__V1__Entity *e) {
-        size_t n = protobuf_c_message_get_packed_size(&e->base);
-        _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
+static int cmp_entities(const void *a, const void *b) {
+        const EntityRecord *x = *(EntityRecord *const *)a, *y = *(EntityRecord *const *)b;
+        int c = strcmp(x->module, y->module);
 
-        if (!buf)
-                return NULL;
-        protobuf_c_message_pack(&e->base, buf);
-        return callassistant__v1__entity__unpack(NULL, n, buf);
+        return c ? c : strcmp(x->id, y->id);
 }
 
-static void on_module_entities(Module *m, const ModuleCallResult *res, void *userdata) {
-        EntityFanOut *f = userdata;
+typedef struct EntityProto {
+        Callassistant__V1__ModuleEntity me;
+        Callassistant__V1__Entity entity;
+        Callassistant__V1__EntityType type;
+        Callassistant__V1__Entity__AttributesEntry *attrs;
+        Callassistant__V1__Entity__AttributesEntry **attr_ptrs;
+} EntityProto;
 
-        if (res->status != RPC_OK || !res->response) {
-                if (!f->failed)
-                        snprintf(f->failure, sizeof(f->failure), "module %s did not answer ListEntities: %s: %s",
-                                 m->name, rpc_status_to_string(res->status), res->message);
-                f->failed = true;
-        } else {
-                const Callassistant__V1__ListEntitiesResponse *resp = (const void *)res->response;
-                size_t n = MIN(resp->n_entities, (size_t)MAX_ENTITIES_PER_MODULE);
-                Callassistant__V1__ModuleEntity **l = realloc(f->items, (f->n_items + n + 1) * sizeof(void *));
+static int entity_proto_fill(EntityProto *p, const EntityRecord *e, const EntityType *t) {
+        size_t n = strv_length(e->attributes) / 2;
 
-                if (l)
-                        f->items = l;
-                for (size_t i = 0; l && i < n; i++) {
-                        Callassistant__V1__ModuleEntity *me = new0(Callassistant__V1__ModuleEntity, 1);
-
-                        if (!me)
-                                break;
-                        callassistant__v1__module_entity__init(me);
-                        me->module = strdup(m->name);
-                        me->entity = entity_copy(resp->entities[i]);
-                        if (!me->module || !me->entity) {
-                                free(me->module);
-                                if (me->entity)
-                                        protobuf_c_message_free_unpacked(&me->entity->base, NULL);
-                                free(me);
-                                break;
-                        }
-                        f->items[f->n_items++] = me;
-                }
+        callassistant__v1__module_entity__init(&p->me);
+        callassistant__v1__entity__init(&p->entity);
+        p->me.module = e->module;
+        p->me.available = e->available;
+        p->me.entity = &p->entity;
+        p->entity.id = e->id;
+        p->entity.type = e->type;
+        p->entity.name = e->name;
+        p->entity.config_json = e->config_json;
+        p->entity.state = e->state;
+        if (t) {
+                callassistant__v1__entity_type__init(&p->type);
+                p->type.name = t->name;
+                p->type.description = t->description;
+                p->type.n_capabilities = strv_length(t->capabilities);
+                p->type.capabilities = t->capabilities;
+                p->type.n_media_in = strv_length(t->media_in);
+                p->type.media_in = t->media_in;
+                p->type.n_media_out = strv_length(t->media_out);
+                p->type.media_out = t->media_out;
+                p->me.type = &p->type;
         }
-        if (--f->pending == 0)
-                fan_out_finish(f);
+        if (n == 0)
+                return 0;
+        p->attrs = new0(Callassistant__V1__Entity__AttributesEntry, n);
+        p->attr_ptrs = new0(Callassistant__V1__Entity__AttributesEntry *, n);
+        if (!p->attrs || !p->attr_ptrs)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                callassistant__v1__entity__attributes_entry__init(&p->attrs[i]);
+                p->attrs[i].key = e->attributes[2 * i];
+                p->attrs[i].value = e->attributes[2 * i + 1];
+                p->attr_ptrs[i] = &p->attrs[i];
+        }
+        p->entity.n_attributes = n;
+        p->entity.attributes = p->attr_ptrs;
+        return 0;
 }
 
 static void on_list_entities(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
         const Callassistant__V1__ListEntitiesOfModulesRequest *req = (const void *)request;
+        Callassistant__V1__ListEntitiesOfModulesResponse resp =
+                CALLASSISTANT__V1__LIST_ENTITIES_OF_MODULES_RESPONSE__INIT;
         Manager *mgr = userdata;
-        EntityFanOut *f;
-        Module *only = NULL;
+        const char *only = req->module && *req->module ? req->module : NULL;
+        size_t n = 0, total = mgr->entities.n;
+        _cleanup_free_ EntityRecord **matches = new0(EntityRecord *, total + 1);
+        _cleanup_free_ EntityProto *protos = NULL;
+        _cleanup_free_ Callassistant__V1__ModuleEntity **ptrs = NULL;
+        bool oom = !matches;
 
-        if (req->module && *req->module) {
-                only = registry_find(&mgr->registry, req->module);
-                if (!only) {
-                        (void)rpc_server_call_fail(call, RPC_NOT_FOUND, "no such module");
-                        return;
-                }
-                if (!only->registered || !only->client) {
-                        (void)rpc_server_call_fail(call, RPC_FAILED_PRECONDITION, "the module is not running");
-                        return;
-                }
-        }
-        f = new0(EntityFanOut, 1);
-        if (!f) {
-                (void)rpc_server_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        if (only && !registry_find(&mgr->registry, only)) {
+                (void)rpc_server_call_fail(call, RPC_NOT_FOUND, "no such module");
                 return;
         }
-        f->call = call;
-        f->pending = 1; /* ours, released below: no answer before every module was asked */
-        for (size_t i = 0; i < mgr->registry.n_modules; i++) {
-                Module *m = mgr->registry.modules[i];
+        for (size_t i = 0; !oom && i < total; i++) {
+                EntityRecord *e = mgr->entities.items[i];
+                Module *m = registry_find(&mgr->registry, e->module);
+                const EntityType *t = m ? module_find_entity_type(m, e->type) : NULL;
 
-                if (only ? m != only : (m->state != MODULE_READY || !m->client))
+                if (only && strcmp(only, e->module) != 0)
                         continue;
-                f->pending++;
-                if (module_client_list_entities(m, LIST_ENTITIES_TIMEOUT_MS, on_module_entities, f) < 0) {
-                        ModuleCallResult res = { .status = RPC_INTERNAL, .message = "cannot call the module" };
-                        on_module_entities(m, &res, f);
-                }
+                if (req->type && *req->type && strcmp(req->type, e->type) != 0)
+                        continue;
+                if (req->capability && *req->capability && !(t && strv_has(t->capabilities, req->capability)))
+                        continue;
+                if (req->media && *req->media &&
+                    !(t && (strv_has(t->media_in, req->media) || strv_has(t->media_out, req->media))))
+                        continue;
+                matches[n++] = e;
         }
-        if (--f->pending == 0)
-                fan_out_finish(f);
+        if (n > 1)
+                qsort(matches, n, sizeof(*matches), cmp_entities);
+        protos = new0(EntityProto, n + 1);
+        ptrs = new0(Callassistant__V1__ModuleEntity *, n + 1);
+        oom = oom || !protos || !ptrs;
+        for (size_t i = 0; !oom && i < n; i++) {
+                Module *m = registry_find(&mgr->registry, matches[i]->module);
+
+                oom = entity_proto_fill(&protos[i], matches[i],
+                                        m ? module_find_entity_type(m, matches[i]->type) : NULL) < 0;
+                ptrs[i] = &protos[i].me;
+        }
+        if (oom)
+                (void)rpc_server_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        else {
+                resp.n_entities = n;
+                resp.entities = ptrs;
+                (void)rpc_server_call_reply(call, &resp.base);
+        }
+        for (size_t i = 0; protos && i < n; i++) {
+                free(protos[i].attrs);
+                free(protos[i].attr_ptrs);
+        }
 }
 
 #define M(name) "/callassistant.v1.OrchestratorService/" name

@@ -9,6 +9,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon/api.h"
+#include "daemon/flows.h"
 #include "daemon/manager-config.h"
 #include "daemon/manager.h"
 #include "daemon/module-client.h"
@@ -150,14 +151,18 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         /* Module channels first: their cancelled calls may still answer calls of the API's
-         * servers (a SetConfig waiting for its module). Then the servers, then the runtime. */
+         * servers (a SetConfig waiting for its module); flows no longer react to them. Then
+         * the servers, then the runtime. */
+        flows_freeze(m);
         for (size_t i = 0; i < m->registry.n_modules; i++)
                 module_reset_runtime(m->registry.modules[i]);
+        flows_done(m);
         m->api = api_free(m->api);
         m->rpc = rpc_runtime_free(m->rpc);
         for (size_t i = 0; i < m->registry.n_modules; i++)
                 m->registry.modules[i]->watch = unit_watch_free(m->registry.modules[i]->watch);
         registry_done(&m->registry);
+        entity_registry_done(&m->entities);
         manager_ports_flush(m);
         port_allocator_free(m->ports);
         config_service_free(m->config_service);
@@ -218,6 +223,9 @@ int manager_startup(Manager *mgr) {
         if (r < 0)
                 return r;
         r = manager_config_init(mgr);
+        if (r < 0)
+                return r;
+        r = flows_init(mgr);
         if (r < 0)
                 return r;
         r = api_new(&mgr->api, mgr);

@@ -7,12 +7,14 @@
 #include <systemd/sd-event.h>
 
 #include "daemon/daemon-config.h"
+#include "registry/entity-registry.h"
 #include "registry/module.h"
 #include "shared/macro.h"
 #include "systemd/unit-manager.h"
 
 typedef struct Api Api;
 typedef struct ConfigService ConfigService;
+typedef struct Flow Flow;
 typedef struct PortAllocator PortAllocator;
 typedef struct RpcRuntime RpcRuntime;
 
@@ -36,6 +38,11 @@ struct Manager {
         Api *api;                        /* the gRPC endpoints (daemon/api.c) */
         ConfigService *config_service;   /* the in-process config service */
         Registry registry;
+        EntityRegistry entities;         /* every module's entities (manager-entities.c) */
+        Flow **flows;                    /* flows.c */
+        size_t n_flows;
+        char *flows_dir;                 /* <state_dir>/flows */
+        bool flows_frozen;               /* exiting: flows no longer react */
         PortAllocator *ports;
         sd_event_source *ports_save;     /* deferred write of the port state */
         char *orchestrator_address;      /* what modules get in CALL_ASSISTANT_ORCHESTRATOR */

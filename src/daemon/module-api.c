@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/flows.h"
+#include "daemon/manager-entities.h"
 #include "daemon/module-api.h"
 #include "daemon/module-lifecycle.h"
 #include "shared/macro.h"
@@ -54,6 +56,10 @@ int module_info_fill(ModuleInfoBuf *b, const Module *m) {
                 for (char **c = m->entity_types[k].capabilities; c && *c; c++)
                         t->n_capabilities++;
                 t->capabilities = m->entity_types[k].capabilities;
+                t->n_media_in = strv_length(m->entity_types[k].media_in);
+                t->media_in = m->entity_types[k].media_in;
+                t->n_media_out = strv_length(m->entity_types[k].media_out);
+                t->media_out = m->entity_types[k].media_out;
                 b->type_ptrs[k] = t;
         }
         i->n_entity_types = m->n_entity_types;
@@ -185,6 +191,10 @@ static void on_report_state(RpcServerCall *call, const ProtobufCMessage *request
         (void)rpc_server_call_reply(call, &resp.base);
 }
 
+static bool valid_entity_ref(const Callassistant__V1__Entity *e) {
+        return e && e->id && *e->id && strlen(e->id) <= 256;
+}
+
 static void on_report_event(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
         const Callassistant__V1__Event *ev = (const void *)request;
         Callassistant__V1__ReportEventResponse resp = CALLASSISTANT__V1__REPORT_EVENT_RESPONSE__INIT;
@@ -198,10 +208,12 @@ static void on_report_event(RpcServerCall *call, const ProtobufCMessage *request
         case CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_ADDED:
         case CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_CHANGED:
         case CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_REMOVED:
-                if (!ev->entity) {
-                        (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT, "entity: required for entity events");
+                if (!valid_entity_ref(ev->entity)) {
+                        (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT,
+                                                   "entity: required, with an id of 1 to 256 bytes");
                         return;
                 }
+                manager_entities_reported(m, ev);
                 break;
         case CALLASSISTANT__V1__EVENT__KIND__KIND_METRICS:
                 if (ev->n_metrics > 256) {
@@ -209,9 +221,27 @@ static void on_report_event(RpcServerCall *call, const ProtobufCMessage *request
                         return;
                 }
                 break;
+        case CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_SIGNAL:
+        case CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_ENDED:
+                if (!valid_entity_ref(ev->entity) || !flow_id_valid(ev->flow_id)) {
+                        (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT,
+                                                   "flow_id and entity.id: required for flow events");
+                        return;
+                }
+                if (ev->kind == CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_SIGNAL && !ev->link) {
+                        (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT, "link: required for KIND_FLOW_SIGNAL");
+                        return;
+                }
+                /* For the flow's other entities only: links may carry credentials. */
+                (void)rpc_server_call_reply(call, &resp.base);
+                if (ev->kind == CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_SIGNAL)
+                        flows_signal(m, ev);
+                else
+                        flows_ended(m, ev);
+                return;
         default:
                 (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT,
-                                           "kind: modules report entity events and metrics only");
+                                           "kind: modules report entity, flow and metrics events only");
                 return;
         }
         manager_emit(mgr, MANAGER_EVENT_ENTITY, m, request);

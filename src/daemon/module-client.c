@@ -16,6 +16,7 @@
 #define TOKEN_KEY "x-call-assistant-module-token"
 #define MAX_ENTITY_TYPES 64
 #define MAX_CAPABILITIES 32
+#define MAX_MEDIA 8
 #define MAX_STRING 4096
 #define MAX_SCHEMA (256 * 1024)
 
@@ -159,6 +160,31 @@ static ModuleState state_from_proto(Callassistant__V1__ModuleState s) {
         }
 }
 
+/* Media tokens: [a-z0-9_]{1,32}; anything else a module declares is ignored. */
+static bool media_token_valid(const char *s) {
+        size_t n = 0;
+
+        for (; s && *s; s++, n++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+                        return false;
+        return n >= 1 && n <= 32;
+}
+
+static int take_media(char ***ret, char *const *media, size_t n_media) {
+        size_t n = MIN(n_media, (size_t)MAX_MEDIA), k = 0;
+        char **l = new0(char *, n + 1);
+
+        if (!l)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (media_token_valid(media[i]) && !(l[k++] = strdup(media[i]))) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+        *ret = l;
+        return 0;
+}
+
 /* Copy what the module told us, bounded. */
 static int take_registration(Module *m, const ProtobufCMessage *reply, ModuleCallResult *result) {
         const Callassistant__V1__RegisterModuleResponse *resp = (const void *)reply;
@@ -194,6 +220,9 @@ static int take_registration(Module *m, const ProtobufCMessage *reply, ModuleCal
                         if (!e->capabilities[k])
                                 return -ENOMEM;
                 }
+                if (take_media(&e->media_in, t->media_in, t->n_media_in) < 0 ||
+                    take_media(&e->media_out, t->media_out, t->n_media_out) < 0)
+                        return -ENOMEM;
         }
         return 0;
 }
@@ -254,6 +283,114 @@ int module_client_list_entities(Module *m, uint32_t timeout_ms, module_call_done
         return module_call(m, "/callassistant.v1.ModuleService/ListEntities", &req.base,
                            &callassistant__v1__list_entities_response__descriptor, timeout_ms, 0, NULL, true, done,
                            userdata);
+}
+
+/* ---- entities and flows -------------------------------------------------------------- */
+
+#define MAX_LINK_STRING (64 * 1024)
+
+static void wipe_free(char *s) {
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
+}
+
+void flow_link_done(FlowLink *l) {
+        if (!l)
+                return;
+        wipe_free(l->media);
+        wipe_free(l->url);
+        wipe_free(l->sdp);
+        wipe_free(l->sdp_type);
+        *l = (FlowLink){};
+}
+
+int flow_link_from_proto(FlowLink *l, const ProtobufCMessage *msg) {
+        const Callassistant__V1__MediaLink *p = (const void *)msg;
+
+        flow_link_done(l);
+        if (!p || !p->media || !*p->media)
+                return 0;
+        l->media = bounded_strdup(p->media, 32);
+        l->url = bounded_strdup(p->url, 4096);
+        l->sdp = bounded_strdup(p->sdp, MAX_LINK_STRING);
+        l->sdp_type = bounded_strdup(p->sdp_type, 16);
+        if (!l->media || !l->url || !l->sdp || !l->sdp_type) {
+                flow_link_done(l);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static void link_to_proto(const FlowLink *l, Callassistant__V1__MediaLink *p) {
+        callassistant__v1__media_link__init(p);
+        p->media = l->media ? l->media : (char *)"";
+        p->url = l->url ? l->url : (char *)"";
+        p->sdp = l->sdp ? l->sdp : (char *)"";
+        p->sdp_type = l->sdp_type ? l->sdp_type : (char *)"";
+}
+
+int module_client_create_entity(Module *m, const char *type, const char *name, const char *config_json,
+                                uint32_t timeout_ms, module_call_done_t done, void *userdata) {
+        Callassistant__V1__CreateEntityRequest req = CALLASSISTANT__V1__CREATE_ENTITY_REQUEST__INIT;
+
+        assert(m);
+        assert(type);
+        req.type = (char *)type;
+        req.name = (char *)(name ? name : "");
+        req.config_json = (char *)(config_json ? config_json : "{}");
+        return module_call(m, "/callassistant.v1.ModuleService/CreateEntity", &req.base,
+                           &callassistant__v1__entity__descriptor, timeout_ms, 0, NULL, true, done, userdata);
+}
+
+int module_client_destroy_entity(Module *m, const char *id, uint32_t timeout_ms, module_call_done_t done,
+                                 void *userdata) {
+        Callassistant__V1__DestroyEntityRequest req = CALLASSISTANT__V1__DESTROY_ENTITY_REQUEST__INIT;
+
+        assert(m);
+        assert(id);
+        req.id = (char *)id;
+        return module_call(m, "/callassistant.v1.ModuleService/DestroyEntity", &req.base,
+                           &callassistant__v1__destroy_entity_response__descriptor, timeout_ms, 0, NULL, true, done,
+                           userdata);
+}
+
+int module_client_connect_entity(Module *m, const char *id, const char *flow_id, const FlowLink *input,
+                                 const char *output_media, const FlowLink *peer, uint32_t timeout_ms,
+                                 module_call_done_t done, void *userdata) {
+        Callassistant__V1__ConnectEntityRequest req = CALLASSISTANT__V1__CONNECT_ENTITY_REQUEST__INIT;
+        Callassistant__V1__MediaLink in, pe;
+
+        assert(m);
+        assert(id);
+        assert(flow_id);
+        req.id = (char *)id;
+        req.flow_id = (char *)flow_id;
+        req.output_media = (char *)(output_media ? output_media : "");
+        if (flow_link_is_set(input)) {
+                link_to_proto(input, &in);
+                req.input = &in;
+        }
+        if (flow_link_is_set(peer)) {
+                link_to_proto(peer, &pe);
+                req.peer = &pe;
+        }
+        return module_call(m, "/callassistant.v1.ModuleService/ConnectEntity", &req.base,
+                           &callassistant__v1__connect_entity_response__descriptor, timeout_ms, 0, NULL, true, done,
+                           userdata);
+}
+
+int module_client_disconnect_entity(Module *m, const char *id, const char *flow_id, uint32_t timeout_ms,
+                                    module_call_done_t done, void *userdata) {
+        Callassistant__V1__DisconnectEntityRequest req = CALLASSISTANT__V1__DISCONNECT_ENTITY_REQUEST__INIT;
+
+        assert(m);
+        req.id = (char *)id;
+        req.flow_id = (char *)flow_id;
+        return module_call(m, "/callassistant.v1.ModuleService/DisconnectEntity", &req.base,
+                           &callassistant__v1__disconnect_entity_response__descriptor, timeout_ms, 0, NULL, true,
+                           done, userdata);
 }
 
 int module_client_shutdown(Module *m, uint32_t deadline_ms, module_call_done_t done, void *userdata) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "registry/module.h"
@@ -34,5 +35,33 @@ int module_client_apply_config(Module *m, const char *config_json, uint32_t time
 int module_client_health_check(Module *m, uint32_t timeout_ms, module_call_done_t done, void *userdata);
 /* ListEntities(""): result->response is the module's ListEntitiesResponse. */
 int module_client_list_entities(Module *m, uint32_t timeout_ms, module_call_done_t done, void *userdata);
+/* What one step of a flow hands the next (proto MediaLink), owned strings; may carry
+ * credentials: never logged, wiped when freed. */
+typedef struct FlowLink {
+        char *media;
+        char *url;
+        char *sdp;
+        char *sdp_type;
+} FlowLink;
+
+void flow_link_done(FlowLink *l);
+/* Copy from the proto message (bounded); an unset or empty message gives an empty link. */
+int flow_link_from_proto(FlowLink *l, const ProtobufCMessage *media_link);
+static inline bool flow_link_is_set(const FlowLink *l) {
+        return l && l->media && *l->media;
+}
+
+/* Entities and flows; these calls always complete (RPC_CANCELLED if the module goes away).
+ * CreateEntity: result->response is the Entity; ConnectEntity: a ConnectEntityResponse. */
+int module_client_create_entity(Module *m, const char *type, const char *name, const char *config_json,
+                                uint32_t timeout_ms, module_call_done_t done, void *userdata);
+int module_client_destroy_entity(Module *m, const char *id, uint32_t timeout_ms, module_call_done_t done,
+                                 void *userdata);
+int module_client_connect_entity(Module *m, const char *id, const char *flow_id, const FlowLink *input,
+                                 const char *output_media, const FlowLink *peer, uint32_t timeout_ms,
+                                 module_call_done_t done, void *userdata);
+int module_client_disconnect_entity(Module *m, const char *id, const char *flow_id, uint32_t timeout_ms,
+                                    module_call_done_t done, void *userdata);
+
 /* Shutdown(deadline_ms). */
 int module_client_shutdown(Module *m, uint32_t deadline_ms, module_call_done_t done, void *userdata);

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "daemon/manager-config.h"
+#include "daemon/manager-entities.h"
 #include "daemon/manager.h"
 #include "daemon/module-client.h"
 #include "daemon/module-lifecycle.h"
@@ -53,6 +54,7 @@ bool module_is_active(const Module *m) {
 }
 
 void module_change_state(Module *m, ModuleState state, const char *fmt, ...) {
+        ModuleState before;
         char msg[512] = "";
         bool changed;
 
@@ -70,10 +72,14 @@ void module_change_state(Module *m, ModuleState state, const char *fmt, ...) {
 
         log_full(state == MODULE_ERROR || state == MODULE_FAILED ? LOG_WARNING : LOG_INFO, "Module %s: %s -> %s%s%s",
                  m->name, module_state_to_string(m->state), module_state_to_string(state), fmt ? ": " : "", msg);
+        before = m->state;
         if (module_set_state(m, state, fmt ? msg : NULL) < 0)
                 (void)log_oom();
         manager_emit(m->manager, MANAGER_EVENT_MODULE_STATE, m, NULL);
         manager_notify_status(m->manager);
+        /* Entities are available while the module is READY; flows follow (manager-entities.c). */
+        if (before != state)
+                manager_entities_module_state_changed(m, before);
 }
 
 /* ---- health checks ------------------------------------------------------------------- */

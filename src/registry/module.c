@@ -52,6 +52,8 @@ void module_clear_registration(Module *m) {
                 free(m->entity_types[i].name);
                 free(m->entity_types[i].description);
                 strv_free(m->entity_types[i].capabilities);
+                strv_free(m->entity_types[i].media_in);
+                strv_free(m->entity_types[i].media_out);
         }
         free(m->entity_types);
         m->entity_types = NULL;
@@ -124,6 +126,13 @@ int module_set_dependencies(Module *m, char *const *deps) {
         strv_free(m->dependencies);
         m->dependencies = l;
         return 0;
+}
+
+const EntityType *module_find_entity_type(const Module *m, const char *type) {
+        for (size_t i = 0; type && i < m->n_entity_types; i++)
+                if (strcmp(m->entity_types[i].name, type) == 0)
+                        return &m->entity_types[i];
+        return NULL;
 }
 
 void registry_done(Registry *r) {

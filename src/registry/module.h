@@ -34,6 +34,8 @@ typedef struct EntityType {
         char *name;
         char *description;
         char **capabilities;  /* NULL-terminated */
+        char **media_in;      /* media taken in flows, NULL-terminated ("rtsp", "webrtc", ...) */
+        char **media_out;     /* media given */
 } EntityType;
 
 typedef struct Module Module;
@@ -66,6 +68,7 @@ struct Module {
         bool adopted;               /* found running at orchestrator start */
         bool registering;           /* a RegisterModule call is in flight */
         bool registered;
+        bool entities_synced;       /* the entity registry has its ListEntities since it became READY */
         uint64_t registered_at_usec;   /* CLOCK_REALTIME */
         uint64_t started_at_usec;      /* CLOCK_MONOTONIC, when we asked systemd to start it */
 
@@ -88,6 +91,8 @@ struct Module {
 
 const char *module_state_to_string(ModuleState s);
 const char *health_state_to_string(HealthState s);
+
+const EntityType *module_find_entity_type(const Module *m, const char *type);
 
 /* A module is "up" for its dependents only when READY. */
 static inline bool module_is_ready(const Module *m) {

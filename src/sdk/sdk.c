@@ -510,13 +510,6 @@ static bool authorized(CaModule *m, RpcServerCall *call) {
         return true;
 }
 
-static size_t strv_length(const char *const *l) {
-        size_t n = 0;
-        for (; l && l[n]; n++)
-                ;
-        return n;
-}
-
 static bool strv_contains(const char *const *l, const char *s) {
         for (; l && *l; l++)
                 if (strcmp(*l, s) == 0)
@@ -549,11 +542,11 @@ static void on_register(RpcServerCall *call, const ProtobufCMessage *request, vo
                 types[i].name = (char *)m->info.entity_types[i].name;
                 types[i].description = (char *)(m->info.entity_types[i].description ?: "");
                 const CaEntityType *t = &m->info.entity_types[i];
-                types[i].n_capabilities = strv_length(t->capabilities);
+                types[i].n_capabilities = strv_length((char *const *)t->capabilities);
                 types[i].capabilities = (char **)t->capabilities;
-                types[i].n_media_in = strv_length(t->media_in);
+                types[i].n_media_in = strv_length((char *const *)t->media_in);
                 types[i].media_in = (char **)t->media_in;
-                types[i].n_media_out = strv_length(t->media_out);
+                types[i].n_media_out = strv_length((char *const *)t->media_out);
                 types[i].media_out = (char **)t->media_out;
                 types[i].config_schema = (char *)(t->config_schema ?: "");
                 ptrs[i] = &types[i];

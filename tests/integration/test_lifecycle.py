@@ -226,30 +226,31 @@ class Lifecycle(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as e:
             mgrpc.ModuleServiceStub(mch).CreateEntity(mpb.CreateEntityRequest(type="thing"), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
-        created = mgrpc.ModuleServiceStub(mch).CreateEntity(
-            mpb.CreateEntityRequest(type="thing", name="one", config_json="{}"), timeout=5,
-            metadata=[("x-call-assistant-module-token", token)])
         mch.close()
-        listed = o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="ents"), timeout=10).entities
-        self.assertEqual([(e.module, e.entity.id) for e in listed], [("ents", created.id)])
-        everything = o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(), timeout=10).entities
-        self.assertEqual([(e.module, e.entity.id) for e in everything], [("ents", created.id)])
+        # The registry knows what the modules listed when they became READY: nothing yet.
+        wait_until(lambda: o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(), timeout=10) is not None, 5,
+                   "ListEntities")
+        self.assertEqual(list(o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(), timeout=10).entities), [])
         with self.assertRaises(grpc.RpcError) as e:
             o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="nosuch"), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
 
-        # A module reports an entity event, claiming to be someone else: it is passed on under
-        # its own name.
+        # A module reports an entity event, claiming to be someone else: it is passed on, and
+        # kept in the registry, under its own name.
         events = o.stub.WatchEvents(opb.WatchEventsRequest(initial_state=True), timeout=20)
         next(events)  # the first initial-state event: the stream is registered
         ch = grpc.insecure_channel(o.listen)
         stub = ogrpc.OrchestratorServiceStub(ch)
         md = [("x-call-assistant-module-token", token)]
         stub.ReportEvent(opb.Event(kind=opb.Event.KIND_ENTITY_ADDED, module="other",
-                                   entity=mpb.Entity(id="cam-7", type="thing")), timeout=5, metadata=md)
-        with self.assertRaises(grpc.RpcError) as e:
-            stub.ReportEvent(opb.Event(kind=opb.Event.KIND_MODULE_CHANGED), timeout=5, metadata=md)
-        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                                   entity=mpb.Entity(id="cam-7", type="thing", state="idle",
+                                                     attributes={"where": "hall"})), timeout=5, metadata=md)
+        for bad in (opb.Event(kind=opb.Event.KIND_MODULE_CHANGED),
+                    opb.Event(kind=opb.Event.KIND_ENTITY_ADDED, entity=mpb.Entity(id="")),
+                    opb.Event(kind=opb.Event.KIND_FLOW_SIGNAL, flow_id="flow-x", entity=mpb.Entity(id="cam-7"))):
+            with self.assertRaises(grpc.RpcError) as e:
+                stub.ReportEvent(bad, timeout=5, metadata=md)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         ch.close()
         for ev in events:
             if ev.kind == opb.Event.KIND_ENTITY_ADDED:
@@ -257,6 +258,31 @@ class Lifecycle(unittest.TestCase):
                 self.assertEqual(ev.entity.id, "cam-7")
                 break
         events.cancel()
+
+        listed = o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="ents"), timeout=10).entities
+        self.assertEqual([(e.module, e.entity.id, e.available) for e in listed], [("ents", "cam-7", True)])
+        self.assertEqual(listed[0].entity.attributes["where"], "hall")
+        self.assertEqual(listed[0].type.name, "thing")
+        self.assertEqual(list(listed[0].type.capabilities), ["test"])
+        def ids(**query):
+            return [e.entity.id for e in
+                    o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(**query), timeout=10).entities]
+        self.assertEqual(ids(type="thing"), ["cam-7"])
+        self.assertEqual(ids(type="camera"), [])
+        self.assertEqual(ids(capability="test"), ["cam-7"])
+        self.assertEqual(ids(capability="snapshot"), [])
+        self.assertEqual(ids(media="rtsp"), [])
+        self.assertEqual(ids(module="other"), [])
+
+        # Its module stops: the entity is kept, unavailable.
+        o.stub.StopModule(opb.ModuleRequest(name="ents"), timeout=10)
+        o.wait_state("ents", "STOPPED")
+        listed = o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="ents"), timeout=10).entities
+        self.assertEqual([(e.entity.id, e.available) for e in listed], [("cam-7", False)])
+        # Back: it lists what it has now (a new process has nothing), and that is what is kept.
+        o.stub.StartModule(opb.ModuleRequest(name="ents"), timeout=10)
+        o.wait_state("ents", "READY")
+        wait_until(lambda: ids(module="ents") == [], 10, "the registry to follow the module's listing")
 
     def test_runs_as_a_type_notify_service(self):
         # The daemon itself as a systemd service inside the sandbox (as call-assistant.service
