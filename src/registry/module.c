@@ -86,6 +86,7 @@ Module *module_free(Module *m) {
                 free(m->token);
         }
         free(m->token_path);
+        free(m->user_name);
         free(m->state_message);
         free(m);
         return NULL;

@@ -187,16 +187,20 @@ class Lifecycle(unittest.TestCase):
             stub.StopModule(opb.ModuleRequest(name="trusty"), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
         ch.close()
-        # The control socket is root-only, the token file too.
+        # The control socket is root-only; the token is in a folder only root may enter.
         self.assertEqual(os.stat(o.control).st_mode & 0o077, 0)
         tok = os.path.join(o.runtime_dir, "credentials", "trusty.token")
-        self.assertEqual(os.stat(tok).st_mode & 0o777, 0o400)
-        # The unit has the path of the credential, never the secret itself.
+        self.assertEqual(os.stat(os.path.dirname(tok)).st_mode & 0o777, 0o700)
+        self.assertEqual(os.stat(os.path.dirname(tok)).st_uid, 0)
+        # The unit has the path of the token, never the secret itself; systemd opens it as the
+        # module's stdin (no credentials mount), and the module runs as a user of its own.
         show = inside("systemctl", "cat", "call-assistant-module@trusty.service").stdout
         with open(tok) as f:
             self.assertNotIn(f.read().strip(), show)
-        self.assertRegex(show, r"LoadCredential=module-token:.*/credentials/trusty\.token")
+        self.assertRegex(show, r"StandardInput=file:.*/credentials/trusty\.token")
+        self.assertNotIn("LoadCredential", show)
         self.assertIn("DynamicUser=yes", show)
+        self.assertRegex(show, r"User=ca-trusty-[0-9a-f]{6}")
 
 
     def test_malformed_answers_are_an_error_not_a_crash(self):
