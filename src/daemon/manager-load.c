@@ -91,21 +91,18 @@ static int assign_user_name(Manager *mgr, Module *m) {
         return -EEXIST;
 }
 
-/* The credentials folder must be ours alone: a real directory (no symlink), owned by us,
- * nobody else may enter it. Fixed if the mode is off; refused if it is someone else's. */
+/* The credentials folder must be ours alone: a real directory (no symlink), ours, and
+ * nobody else may enter it (0700, set if it was laxer). */
 static int check_private_directory(const char *path) {
-        _cleanup_close_ int fd = -1;
-        struct stat st;
+        int r = mkdir_p_safe(path, 0700);
 
-        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return log_error_errno(errno, "Cannot open %s: %m", path);
-        if (fstat(fd, &st) < 0)
-                return log_error_errno(errno, "Cannot stat %s: %m", path);
-        if (st.st_uid != geteuid())
-                return log_error_errno(EPERM, "%s belongs to uid %u, not to us (uid %u): refusing to keep module "
-                                       "tokens there.", path, (unsigned)st.st_uid, (unsigned)geteuid());
-        if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+        if (r == -EPERM)
+                return log_error_errno(r, "%s belongs to another user: refusing to keep module tokens there.", path);
+        if (r == -EACCES)
+                return log_error_errno(r, "%s is writable by others: refusing to keep module tokens there.", path);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use %s for module tokens: %m", path);
+        if (chmod(path, 0700) < 0)
                 return log_error_errno(errno, "Cannot make %s private: %m", path);
         return 0;
 }
@@ -117,11 +114,13 @@ static int prepare_directories(Manager *mgr) {
         r = mkdir_p(mgr->config.state_dir, 0700);
         if (r < 0)
                 return log_error_errno(r, "Cannot create state directory %s: %m", mgr->config.state_dir);
-        r = mkdir_p(mgr->config.runtime_dir, 0755);
-        if (r >= 0)
-                r = mkdir_p(mgr->credentials_dir, 0700);
+        /* Sockets and tokens live here: nobody else may replace what is in it. */
+        r = mkdir_p_safe(mgr->config.runtime_dir, 0755);
         if (r < 0)
-                return log_error_errno(r, "Cannot create runtime directory %s: %m", mgr->config.runtime_dir);
+                return log_error_errno(r, "Runtime directory %s: %s", mgr->config.runtime_dir,
+                                       r == -EPERM    ? "it belongs to another user"
+                                       : r == -EACCES ? "it is writable by others"
+                                                      : strerror(-r));
         r = check_private_directory(mgr->credentials_dir);
         if (r < 0)
                 return r;

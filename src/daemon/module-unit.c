@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "daemon/manager.h"
 #include "daemon/module-unit.h"
@@ -82,6 +83,7 @@ int module_unit_append_properties(sd_bus_message *msg, void *userdata) {
         _cleanup_strv_free_ char **env = NULL;
         _cleanup_free_ char *desc = NULL;
         _cleanup_free_ char **ro = NULL;
+        _cleanup_free_ char *socket_dir = NULL;
         UnitSocketBind binds[1 + NETWORK_MAX_BINDS];
         size_t n = 0, n_ro = 0, n_binds = 0;
         UnitSpec s;
@@ -117,12 +119,22 @@ int module_unit_append_properties(sd_bus_message *msg, void *userdata) {
          * PrivateTmp= (implied by DynamicUser=) would hide them if they live under /tmp. */
         for (char **p = mgr->config.read_only_paths; p && *p; p++)
                 n_ro++;
-        ro = new0(char *, n_ro + 2);
+        ro = new0(char *, n_ro + 3);
         if (!ro)
                 return -ENOMEM;
         ro[0] = m->abs_dir;
         for (size_t i = 0; i < n_ro; i++)
                 ro[i + 1] = mgr->config.read_only_paths[i];
+        /* The folder of the orchestrator's socket (the root-owned runtime dir): under /tmp or
+         * /home, PrivateTmp= or ProtectHome= would hide it. The folder, not the socket: a
+         * restarted orchestrator makes a new socket there. */
+        if (strncmp(mgr->orchestrator_address, "unix:", 5) == 0) {
+                const char *path = mgr->orchestrator_address + 5, *slash = strrchr(path, '/');
+
+                if (slash && slash != path && !(socket_dir = strndup(path, (size_t)(slash - path))))
+                        return -ENOMEM;
+                ro[n_ro + 1] = socket_dir;
+        }
 
         /* Its gRPC port and what its manifest asks for; nothing else. */
         binds[n_binds++] = (UnitSocketBind){ .protocol = IPPROTO_TCP, .port_min = m->port, .n_ports = 1 };
