@@ -196,7 +196,7 @@ static int adopt_running_units(Manager *mgr) {
 
         for (size_t i = 0; i < mgr->registry.n_modules; i++) {
                 Module *m = mgr->registry.modules[i];
-                UnitStatus st = { .loaded = false };
+                UnitStatus st = { .loaded = false, .uid = UNIT_UID_INVALID };
 
                 if (m->state == MODULE_DISABLED)
                         continue;
