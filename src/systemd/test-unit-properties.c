@@ -95,7 +95,7 @@ static void test_properties(void **state) {
                 "ProtectProc=invisible", "ProcSubset=pid", "PrivateDevices=yes", "PrivateTmp=yes",
                 "ProtectSystem=strict", "ProtectHome=tmpfs", "ProtectKernelTunables=yes",
                 "ProtectKernelModules=yes", "ProtectKernelLogs=yes", "ProtectControlGroups=yes",
-                "ProtectClock=yes", "ProtectHostname=yes", "RestrictNamespaces=0", "LockPersonality=yes",
+                "ProtectClock=yes", "ProtectHostname=yes", "RestrictNamespaces=33554432", "LockPersonality=yes",
                 "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "SystemCallFilter=@system-service",
                 "SystemCallFilter=~@privileged @resources", "SystemCallArchitectures=native",
                 "SystemCallErrorNumber=1", "CapabilityBoundingSet=0",

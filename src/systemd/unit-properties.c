@@ -1,5 +1,6 @@
 /* Transient unit naming (systemd-escape compatible) and the properties of a module's unit. */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,7 +153,11 @@ static size_t build(const UnitSpec *s, Prop *p) {
         p[n++] = (Prop){ "RestrictSUIDSGID", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "LockPersonality", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "RestrictRealtime", K_BOOL, .u = 1 };
-        p[n++] = (Prop){ "RestrictNamespaces", K_U64, .u = 0 }; /* the namespaces allowed: none */
+        /* The namespaces allowed: only cgroup. None would be an empty set, which systemd 252
+         * writes to the transient unit file as "RestrictNamespaces=" and, after a daemon-reload,
+         * reads back as no restriction at all. A cgroup namespace cannot be made without
+         * CAP_SYS_ADMIN or a user namespace, and the unit has neither. */
+        p[n++] = (Prop){ "RestrictNamespaces", K_U64, .u = CLONE_NEWCGROUP };
         p[n++] = (Prop){ "SystemCallArchitectures", K_STRV, .strv = STRV(native_arch) };
         p[n++] = (Prop){ "SystemCallFilter", K_FILTER, .u = 1, .strv = STRV(syscalls_allowed) };
         p[n++] = (Prop){ "SystemCallFilter", K_FILTER, .u = 0, .strv = STRV(syscalls_denied) };
