@@ -21,6 +21,8 @@
 typedef struct Unit {
         char name[64];
         char env[32];
+        char user[MODULE_USER_MAX + 1];
+        UnitSocketBind bind;
         uint16_t port;
         const char *program;
         const char *workdir;
@@ -36,7 +38,8 @@ static uint64_t now_us(void) {
 
 static int append(sd_bus_message *m, void *userdata) {
         Unit *u = userdata;
-        char *env[] = { u->env, NULL };
+        char *env[] = { u->env, (char *)"CALL_ASSISTANT_TOKEN_FILE=/proc/self/fd/0", NULL };
+        static const char *const localhost[] = { "localhost", NULL };
         char *ro[] = { (char *)(u->workdir ? u->workdir : "/"), (char *)u->ro_path, NULL };
         UnitSpec s = {
                 .description = "bench floor unit",
@@ -51,9 +54,17 @@ static int append(sd_bus_message *m, void *userdata) {
                 .timeout_stop_usec = 10000000,
                 .slice = "callassistant.slice",
                 .read_only_paths = ro,
-                /* BENCH_CREDENTIAL: hand over a credential too, like module units get. */
-                .credential_path = getenv("BENCH_CREDENTIAL"),
+                /* Like a module unit: a user of its own, its token on stdin, loopback only,
+                 * only its port to bind. */
+                .dynamic_user = u->user,
+                .token_path = getenv("BENCH_TOKEN"),
+                .ip_allow = localhost,
+                .bind_allow = &u->bind,
+                .n_bind_allow = 1,
+                .memory_max = 1024ULL * 1024 * 1024,
         };
+        if (!s.token_path)
+                env[1] = NULL;
         return unit_spec_append(m, &s);
 }
 
@@ -109,6 +120,8 @@ int main(int argc, char *argv[]) {
         for (unsigned i = 0; i < n; i++) {
                 snprintf(units[i].name, sizeof(units[i].name), "bench-floor-%u-%d.service", i, (int)getpid());
                 snprintf(units[i].env, sizeof(units[i].env), "GRPC_PORT=%u", units[i].port);
+                module_user_name(units[i].name, 0, units[i].user);
+                units[i].bind = (UnitSocketBind){ .protocol = IPPROTO_TCP, .port_min = units[i].port, .n_ports = 1 };
                 units[i].program = argv[3];
                 units[i].workdir = argc > 4 ? argv[4] : NULL;
                 units[i].ro_path = argc > 5 ? argv[5] : NULL;

@@ -1,15 +1,20 @@
 /* The orchestrator's gRPC endpoints:
- *  - the module-facing endpoint (TCP, loopback by default): ReportState/ReportEvent, each call
- *    authenticated by the module's token;
- *  - the control endpoint (a root-only unix socket): everything else, the config service's
- *    methods included.
+ *  - the module-facing endpoint (a unix socket in the root-owned runtime dir by default, or TCP
+ *    on loopback): ReportState/ReportEvent, each call authenticated by the module's token
+ *    before its message is read; on the unix socket only processes of module units (and
+ *    root) may connect at all;
+ *  - the control endpoint (a unix socket): everything else, the config service's methods
+ *    included; only root and members of the "call-assistant" group may connect (SO_PEERCRED).
  * One method table is built for both; a method answers PERMISSION_DENIED on the endpoint it
  * does not belong to. Also the followers of WatchEvents. */
 #include <assert.h>
 #include <errno.h>
+#include <grp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/api.h"
@@ -23,6 +28,17 @@
 
 #define TOKEN_KEY "x-call-assistant-module-token"
 #define MAX_FOLLOWERS 64
+#define ADMIN_GROUP "call-assistant"
+
+/* Refusals are logged, but a flood of them must not flood the journal: at most BURST lines a
+ * window, then one line saying how many were not logged. */
+typedef struct RateLimit {
+        uint64_t window_start;
+        unsigned n, suppressed;
+} RateLimit;
+
+#define RATELIMIT_BURST 10
+#define RATELIMIT_WINDOW_USEC (10ULL * 1000000)
 
 typedef struct Follower {
         RpcServerCall *call;
@@ -36,9 +52,30 @@ struct Api {
         size_t n_methods;
         RpcServer *module_server;
         RpcServer *control_server;
+        gid_t admin_gid;           /* of the call-assistant group, or (gid_t)-1 */
+        RateLimit refusals;
         Follower followers[MAX_FOLLOWERS];
         size_t n_followers;
 };
+
+static bool ratelimit_pass(RateLimit *rl) {
+        struct timespec ts;
+        uint64_t now;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        if (now - rl->window_start > RATELIMIT_WINDOW_USEC) {
+                if (rl->suppressed > 0)
+                        log_warning("%u more refusal(s) were not logged.", rl->suppressed);
+                *rl = (RateLimit){ .window_start = now };
+        }
+        if (rl->n < RATELIMIT_BURST) {
+                rl->n++;
+                return true;
+        }
+        rl->suppressed++;
+        return false;
+}
 
 static void on_denied(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
         (void)rpc_server_call_fail(call, RPC_PERMISSION_DENIED,
@@ -46,23 +83,47 @@ static void on_denied(RpcServerCall *call, const ProtobufCMessage *request, void
                                    "control methods and services are served on the control socket only");
 }
 
-Module *api_authenticate_module(Manager *mgr, RpcServerCall *call) {
+static Module *find_module_by_token(Manager *mgr, RpcServerCall *call) {
         char token[128];
         Module *m;
 
-        assert(mgr);
-        assert(call);
         if (rpc_server_call_get_metadata(call, TOKEN_KEY, token, sizeof(token)) < 0) {
+                if (ratelimit_pass(&mgr->api->refusals))
+                        log_warning("Refused %s from %s: no module token.", rpc_server_call_get_method(call),
+                                    rpc_server_call_get_peer(call));
                 (void)rpc_server_call_fail(call, RPC_UNAUTHENTICATED, "missing " TOKEN_KEY " metadata");
                 return NULL;
         }
         m = registry_find_by_token(&mgr->registry, token);
         explicit_bzero(token, sizeof(token));
         if (!m) {
+                if (ratelimit_pass(&mgr->api->refusals))
+                        log_warning("Refused %s from %s: unknown module token.", rpc_server_call_get_method(call),
+                                    rpc_server_call_get_peer(call));
                 (void)rpc_server_call_fail(call, RPC_UNAUTHENTICATED, "unknown module token");
                 return NULL;
         }
         return m;
+}
+
+/* The authorize hook of module-facing methods: from the metadata alone, before the message is
+ * received, so that an unknown caller costs nothing but this. */
+static bool authorize_module(RpcServerCall *call, void *userdata) {
+        Module *m = find_module_by_token(userdata, call);
+
+        if (!m)
+                return false;
+        rpc_server_call_set_context(call, m);
+        return true;
+}
+
+Module *api_authenticate_module(Manager *mgr, RpcServerCall *call) {
+        Module *m;
+
+        assert(mgr);
+        assert(call);
+        m = rpc_server_call_get_context(call);
+        return m ? m : find_module_by_token(mgr, call);
 }
 
 /* ---- followers of WatchEvents ------------------------------------------------------- */
@@ -145,9 +206,10 @@ static int build_tables(Api *api) {
                         const ApiMethod *a = &faces[f].methods[i];
 
                         api->module_table[k] = api->control_table[k] = a->method;
-                        if (a->module_facing)
+                        if (a->module_facing) {
                                 api->control_table[k].handler = on_denied;
-                        else
+                                api->module_table[k].authorize = authorize_module;
+                        } else
                                 api->module_table[k].handler = on_denied;
                 }
         /* Services are for operators: control socket only. Their handlers get the service. */
@@ -160,32 +222,140 @@ static int build_tables(Api *api) {
         return 0;
 }
 
-static int listen_control_socket(Api *api) {
-        const DaemonConfig *c = &api->manager->config;
-        _cleanup_free_ char *addr = NULL, *dir = NULL;
-        const char *slash;
-        mode_t old;
+/* The unit a process runs in, from its cgroup (the last path component). */
+static Module *module_of_pid(Manager *mgr, pid_t pid) {
+        char path[64], line[1024];
+        Module *m = NULL;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return NULL;
+        while (!m && fgets(line, sizeof(line), f)) {
+                char *unit;
+
+                line[strcspn(line, "\n")] = 0;
+                unit = strrchr(line, '/');
+                if (unit && strncmp(unit + 1, "call-assistant-module@", 22) == 0)
+                        m = registry_find_by_unit(&mgr->registry, unit + 1);
+        }
+        fclose(f);
+        return m;
+}
+
+/* Who may connect to the module-facing socket: the processes of module units, and root. */
+static bool check_module_peer(const RpcPeer *peer, void *userdata) {
+        Api *api = userdata;
+
+        if (peer->uid == 0 || peer->uid == geteuid() || module_of_pid(api->manager, peer->pid))
+                return true;
+        if (ratelimit_pass(&api->refusals))
+                log_warning("Refused a connection to the module endpoint from pid %d (uid %u): not a module's process.",
+                            (int)peer->pid, (unsigned)peer->uid);
+        return false;
+}
+
+/* Who may connect to the control socket: root, our own user, members of the admin group. */
+static bool check_control_peer(const RpcPeer *peer, void *userdata) {
+        Api *api = userdata;
+
+        if (peer->uid == 0 || peer->uid == geteuid())
+                return true;
+        if (api->admin_gid != (gid_t)-1) {
+                if (peer->gid == api->admin_gid)
+                        return true;
+                for (size_t i = 0; i < peer->n_groups; i++)
+                        if (peer->groups[i] == api->admin_gid)
+                                return true;
+        }
+        if (ratelimit_pass(&api->refusals))
+                log_warning("Refused a connection to the control socket from pid %d (uid %u): not root, not in group "
+                            ADMIN_GROUP ".", (int)peer->pid, (unsigned)peer->uid);
+        return false;
+}
+
+/* The directory of a socket path: created if missing, and it must be ours and writable by
+ * nobody else (whoever may write there could replace the socket). */
+static int socket_directory(const char *socket_path, const char *what) {
+        _cleanup_free_ char *dir = NULL;
+        const char *slash = strrchr(socket_path, '/');
         int r;
 
-        /* Root-only (0600), in a directory we create if needed. */
-        slash = strrchr(c->control_socket, '/');
-        if (slash && slash != c->control_socket) {
-                dir = strndup(c->control_socket, (size_t)(slash - c->control_socket));
-                if (!dir)
-                        return log_oom();
-                r = mkdir_p(dir, 0755);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot create the directory of %s: %m", c->control_socket);
-        }
-        (void)unlink(c->control_socket);
-        if (asprintf(&addr, "unix:%s", c->control_socket) < 0)
+        if (!slash || socket_path[0] != '/')
+                return log_error_errno(EINVAL, "The %s %s is not an absolute path.", what, socket_path);
+        if (slash == socket_path)
+                return 0; /* "/" */
+        dir = strndup(socket_path, (size_t)(slash - socket_path));
+        if (!dir)
                 return log_oom();
-        old = umask(0077);
-        r = rpc_server_new(&api->control_server, api->manager->rpc, addr, api->control_table, api->n_methods,
+        r = mkdir_p_safe(dir, 0755);
+        if (r == -EPERM)
+                return log_error_errno(r, "The folder of the %s, %s, belongs to another user: refusing it.", what, dir);
+        if (r == -EACCES)
+                return log_error_errno(r, "The folder of the %s, %s, is writable by others: refusing it.", what, dir);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use %s for the %s: %m", dir, what);
+        return 0;
+}
+
+static int listen_control_socket(Api *api) {
+        const DaemonConfig *c = &api->manager->config;
+        int r;
+
+        r = socket_directory(c->control_socket, "control socket");
+        if (r < 0)
+                return r;
+        r = rpc_server_new(&api->control_server, api->manager->rpc, NULL, api->control_table, api->n_methods,
                            api->manager);
-        umask(old);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the control server: %m");
+        /* Readable by the admin group if there is one; root only otherwise. SO_PEERCRED decides
+         * anyway: the mode only keeps others from connecting at all. */
+        r = rpc_server_listen_unix(api->control_server, c->control_socket, api->admin_gid != (gid_t)-1 ? 0660 : 0600,
+                                   api->admin_gid, check_control_peer, api);
         if (r < 0)
                 return log_error_errno(r, "Cannot listen on %s (control socket): %m", c->control_socket);
+        return 0;
+}
+
+/* TCP only on loopback: the module-facing endpoint has no TLS, tokens would cross the network
+ * in clear text. */
+static bool address_is_loopback(const char *address) {
+        static const char *const prefixes[] = { "127.", "[::1]:", "localhost:", "ipv4:127.", "ipv6:[::1]:" };
+
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
+                if (strncmp(address, prefixes[i], strlen(prefixes[i])) == 0)
+                        return true;
+        return false;
+}
+
+static int listen_module_endpoint(Api *api) {
+        Manager *mgr = api->manager;
+        const char *address = mgr->orchestrator_address;
+        int r;
+
+        if (strncmp(address, "unix:", 5) == 0) {
+                const char *path = address + 5;
+
+                r = socket_directory(path, "module endpoint");
+                if (r < 0)
+                        return r;
+                r = rpc_server_new(&api->module_server, mgr->rpc, NULL, api->module_table, api->n_methods, mgr);
+                if (r >= 0)
+                        /* Any module's user must be able to connect; who did is checked. */
+                        r = rpc_server_listen_unix(api->module_server, path, 0666, (gid_t)-1, check_module_peer, api);
+        } else {
+                if (!address_is_loopback(address))
+                        return log_error_errno(EINVAL,
+                                               "listen: %s is not a loopback address. The module endpoint has no TLS: "
+                                               "module tokens would cross the network in clear text. Use a unix: path "
+                                               "(the default) or 127.0.0.1/[::1].",
+                                               address);
+                r = rpc_server_new(&api->module_server, mgr->rpc, address, api->module_table, api->n_methods, mgr);
+        }
+        if (r < 0)
+                return log_error_errno(r, "Cannot listen on %s (module endpoint): %m", address);
         return 0;
 }
 
@@ -201,13 +371,18 @@ int api_new(Api **ret, Manager *mgr) {
         if (!api)
                 return log_oom();
         api->manager = mgr;
+        api->admin_gid = (gid_t)-1;
+        if (!mgr->config.user_manager) {
+                struct group *g = getgrnam(ADMIN_GROUP);
+                if (g)
+                        api->admin_gid = g->gr_gid;
+        }
         r = build_tables(api);
         if (r < 0)
                 return log_oom();
-        r = rpc_server_new(&api->module_server, mgr->rpc, mgr->config.listen, api->module_table, api->n_methods, mgr);
-        if (r < 0)
-                return log_error_errno(r, "Cannot listen on %s (module-facing endpoint): %m", mgr->config.listen);
-        r = listen_control_socket(api);
+        r = listen_module_endpoint(api);
+        if (r >= 0)
+                r = listen_control_socket(api);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(api);
@@ -220,10 +395,9 @@ Api *api_free(Api *api) {
         for (size_t i = 0; i < api->n_followers; i++)
                 free(api->followers[i].module);
         api->n_followers = 0;
+        /* Their sockets go with them. */
         rpc_server_free(api->control_server);
         rpc_server_free(api->module_server);
-        if (api->control_server && api->manager->config.control_socket)
-                (void)unlink(api->manager->config.control_socket);
         free(api->module_table);
         free(api->control_table);
         free(api);

@@ -38,7 +38,7 @@ int daemon_config_init(DaemonConfig *c, bool user_manager) {
         };
         r = set_str(&c->modules_dir, MODULESDIR);
         if (r >= 0)
-                r = set_str(&c->listen, "127.0.0.1:50050");
+                r = set_str(&c->listen, ""); /* "": unix:<runtime_dir>/modules.sock */
         if (r >= 0)
                 r = set_str(&c->slice, "callassistant.slice"); /* a dash would nest it under call.slice */
         if (r >= 0)

@@ -9,7 +9,8 @@ typedef struct DaemonConfig {
         char *modules_dir;        /* scanned for module.yaml */
         char *state_dir;          /* ports, config store */
         char *runtime_dir;        /* module credentials (root-only), control socket */
-        char *listen;             /* module-facing gRPC endpoint, host:port (loopback by default) */
+        char *listen;             /* module-facing gRPC endpoint: "unix:/path" or a loopback host:port;
+                                   * "": unix:<runtime_dir>/modules.sock */
         char *control_socket;     /* control endpoint (unix socket path, mode 0600) */
         uint16_t port_min, port_max;
         uint32_t health_interval_ms, health_timeout_ms, health_failure_threshold;

@@ -236,7 +236,7 @@ static int run(int argc, char *argv[]) {
                 return r;
 
         log_info("call-assistant %s running: %zu modules from %s; modules reach it at %s; control socket %s",
-                 PACKAGE_VERSION, mgr->registry.n_modules, mgr->config.modules_dir, mgr->config.listen,
+                 PACKAGE_VERSION, mgr->registry.n_modules, mgr->config.modules_dir, mgr->orchestrator_address,
                  mgr->config.control_socket);
         (void)sd_notify(0, "READY=1");
         manager_notify_status(mgr);

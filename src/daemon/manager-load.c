@@ -18,8 +18,11 @@
 #include "shared/macro.h"
 #include "systemd/unit-properties.h"
 
-/* The module's secret: kept in a root-only file in the runtime dir (which survives an
- * orchestrator restart), so that adopted modules keep theirs. Never logged. */
+/* The module's secret: kept in the runtime dir (which survives an orchestrator restart), so
+ * that adopted modules keep theirs. Never logged. The folder is root-only (0700), which is
+ * what keeps the file private: the file itself is 0444, because a module reopens the
+ * descriptor systemd gives it (/proc/self/fd/0), and that checks the file's own mode. Nobody
+ * but root can reach the file by its path. */
 static int ensure_token(Manager *mgr, Module *m) {
         _cleanup_close_ int fd = -1;
         uint8_t raw[32];
@@ -32,7 +35,7 @@ static int ensure_token(Manager *mgr, Module *m) {
         fd = open(m->token_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd >= 0) {
                 n = read(fd, buf, sizeof(buf) - 1);
-                if (n == 64) {
+                if (n == 64 && fchmod(fd, 0444) >= 0) {
                         buf[64] = 0;
                         m->token = strdup(buf);
                         explicit_bzero(buf, sizeof(buf));
@@ -47,7 +50,7 @@ static int ensure_token(Manager *mgr, Module *m) {
                 snprintf(buf + 2 * i, 3, "%02x", raw[i]);
         explicit_bzero(raw, sizeof(raw));
         /* The runtime directory is volatile by design (a reboot restarts every module): no fsync. */
-        r = write_file_atomic_volatile(m->token_path, buf, 64, 0400);
+        r = write_file_atomic_volatile(m->token_path, buf, 64, 0444);
         if (r < 0) {
                 explicit_bzero(buf, sizeof(buf));
                 return log_error_errno(r, "Cannot write %s: %m", m->token_path);
@@ -63,7 +66,45 @@ static int copy_manifest(Module *m, const Manifest *mf) {
             (mf->command && !(m->command = strdup(mf->command))) ||
             (mf->dev_command && !(m->dev_command = strdup(mf->dev_command))))
                 return -ENOMEM;
+        m->network = mf->network;
         return module_set_dependencies(m, mf->dependencies);
+}
+
+/* Its own dynamic user, distinct from every other module's (names that shorten alike are
+ * told apart by the hash; a clash of hashes by another salt). */
+static int assign_user_name(Manager *mgr, Module *m) {
+        char buf[MODULE_USER_MAX + 1];
+
+        for (unsigned salt = 0; salt < 64; salt++) {
+                bool taken = false;
+
+                module_user_name(m->name, salt, buf);
+                for (size_t i = 0; i < mgr->registry.n_modules && !taken; i++) {
+                        Module *o = mgr->registry.modules[i];
+                        taken = o != m && o->user_name && strcmp(o->user_name, buf) == 0;
+                }
+                if (!taken) {
+                        m->user_name = strdup(buf);
+                        return m->user_name ? 0 : -ENOMEM;
+                }
+        }
+        return -EEXIST;
+}
+
+/* The credentials folder must be ours alone: a real directory (no symlink), ours, and
+ * nobody else may enter it (0700, set if it was laxer). */
+static int check_private_directory(const char *path) {
+        int r = mkdir_p_safe(path, 0700);
+
+        if (r == -EPERM)
+                return log_error_errno(r, "%s belongs to another user: refusing to keep module tokens there.", path);
+        if (r == -EACCES)
+                return log_error_errno(r, "%s is writable by others: refusing to keep module tokens there.", path);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use %s for module tokens: %m", path);
+        if (chmod(path, 0700) < 0)
+                return log_error_errno(errno, "Cannot make %s private: %m", path);
+        return 0;
 }
 
 static int prepare_directories(Manager *mgr) {
@@ -73,12 +114,16 @@ static int prepare_directories(Manager *mgr) {
         r = mkdir_p(mgr->config.state_dir, 0700);
         if (r < 0)
                 return log_error_errno(r, "Cannot create state directory %s: %m", mgr->config.state_dir);
-        r = mkdir_p(mgr->config.runtime_dir, 0755);
-        if (r >= 0)
-                r = mkdir_p(mgr->credentials_dir, 0700);
+        /* Sockets and tokens live here: nobody else may replace what is in it. */
+        r = mkdir_p_safe(mgr->config.runtime_dir, 0755);
         if (r < 0)
-                return log_error_errno(r, "Cannot create runtime directory %s: %m", mgr->config.runtime_dir);
-        (void)chmod(mgr->credentials_dir, 0700);
+                return log_error_errno(r, "Runtime directory %s: %s", mgr->config.runtime_dir,
+                                       r == -EPERM    ? "it belongs to another user"
+                                       : r == -EACCES ? "it is writable by others"
+                                                      : strerror(-r));
+        r = check_private_directory(mgr->credentials_dir);
+        if (r < 0)
+                return r;
 
         /* Units need absolute paths (WorkingDirectory=). */
         abs = realpath(mgr->config.modules_dir, NULL);
@@ -115,6 +160,9 @@ static int add_module(Manager *mgr, const Manifest *mf) {
         added = TAKE_PTR(m);
         if (added->state == MODULE_DISABLED)
                 return 0;
+        r = assign_user_name(mgr, added);
+        if (r < 0)
+                return log_error_errno(r, "Module %s: cannot name its user: %m", added->name);
         r = ensure_token(mgr, added);
         return r < 0 ? log_error_errno(r, "Module %s: cannot create its token: %m", added->name) : 0;
 }

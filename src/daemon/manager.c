@@ -137,7 +137,12 @@ int manager_new(Manager **ret, sd_event *event, DaemonConfig *config) {
         m->event = sd_event_ref(event);
         m->config = *config;
         *config = (DaemonConfig){};
-        m->orchestrator_address = strdup(m->config.listen);
+        /* By default modules reach us on a unix socket in the runtime dir: a root-owned folder,
+         * so no other process can take the address while we are down. */
+        if (m->config.listen && *m->config.listen)
+                m->orchestrator_address = strdup(m->config.listen);
+        else if (asprintf(&m->orchestrator_address, "unix:%s/modules.sock", m->config.runtime_dir) < 0)
+                m->orchestrator_address = NULL;
         if (!m->orchestrator_address || asprintf(&m->credentials_dir, "%s/credentials", m->config.runtime_dir) < 0)
                 return -ENOMEM;
         r = rpc_runtime_new(&m->rpc, event);
@@ -196,7 +201,7 @@ static int adopt_running_units(Manager *mgr) {
 
         for (size_t i = 0; i < mgr->registry.n_modules; i++) {
                 Module *m = mgr->registry.modules[i];
-                UnitStatus st = { .loaded = false };
+                UnitStatus st = { .loaded = false, .uid = UNIT_UID_INVALID };
 
                 if (m->state == MODULE_DISABLED)
                         continue;

@@ -172,8 +172,8 @@ static void on_registered(Module *m, const ModuleCallResult *res, void *userdata
                 if (res->status == RPC_DEADLINE_EXCEEDED)
                         module_change_state(
                                 m, MODULE_ERROR,
-                                "the module did not answer RegisterModule on port %u within %u ms; unit stopped",
-                                m->port, mgr->config.registration_timeout_ms);
+                                "the module did not answer RegisterModule on port %u within %u ms%s%s; unit stopped",
+                                m->port, mgr->config.registration_timeout_ms, *res->message ? ": " : "", res->message);
                 else
                         module_change_state(m, MODULE_ERROR, "RegisterModule failed (status %d): %s; unit stopped",
                                             res->status, res->message);

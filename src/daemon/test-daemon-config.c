@@ -41,7 +41,7 @@ static void test_defaults(void **state) {
         DaemonConfig c;
 
         assert_int_equal(daemon_config_init(&c, false), 0);
-        assert_string_equal(c.listen, "127.0.0.1:50050"); /* loopback unless configured */
+        assert_string_equal(c.listen, ""); /* a unix socket in the runtime dir unless configured */
         assert_string_equal(c.control_socket, "/run/call-assistant/control.sock");
         assert_int_equal(c.port_min, 50100);
         assert_int_equal(c.port_max, 50999);

@@ -158,7 +158,7 @@ static int get_dependencies(Parser *p, Manifest *m, yaml_node_t *v) {
 
 static int parse_root(Parser *p, Manifest *m, yaml_node_t *root) {
         static const char *const known[] = { "name", "version", "description", "command", "dev_command",
-                                             "dependencies" };
+                                             "dependencies", "network" };
         yaml_node_t *seen[ELEMENTSOF(known)] = {};
         yaml_node_t *deps = NULL;
         int r;
@@ -221,6 +221,8 @@ static int parse_root(Parser *p, Manifest *m, yaml_node_t *root) {
                         r = get_string(p, v, "command", true, &m->command);
                 else if (strcmp(key, "dev_command") == 0)
                         r = get_string(p, v, "dev_command", false, &m->dev_command);
+                else if (strcmp(key, "network") == 0)
+                        r = module_network_parse(&m->network, p->doc, v, p->path, p->d, &p->n_errors);
                 else {
                         deps = v;
                         r = 0;
@@ -238,7 +240,7 @@ static int parse_root(Parser *p, Manifest *m, yaml_node_t *root) {
         for (size_t i = 0; i < ELEMENTSOF(known); i++) {
                 char msg[64];
                 if (seen[i] || strcmp(known[i], "dev_command") == 0 || strcmp(known[i], "dependencies") == 0 ||
-                    strcmp(known[i], "description") == 0)
+                    strcmp(known[i], "description") == 0 || strcmp(known[i], "network") == 0)
                         continue;
                 snprintf(msg, sizeof(msg), "missing (required)");
                 diagnostics_add(p->d, DIAG_ERROR, p->path, LINE(root), COL(root), known[i], "%s", msg);

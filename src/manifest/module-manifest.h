@@ -4,6 +4,7 @@
 #include <stdbool.h>
 
 #include "manifest/diagnostics.h"
+#include "manifest/module-network.h"
 
 typedef struct Manifest {
         char *path;          /* .../module.yaml */
@@ -14,6 +15,7 @@ typedef struct Manifest {
         unsigned *dependency_lines;   /* where each dependency was written */
         unsigned *dependency_columns;
         unsigned name_line, name_column;
+        ModuleNetwork network;        /* what it may reach and bind (default: loopback only) */
         bool valid;                   /* no errors */
         char *disabled_reason;        /* set when invalid or by the graph */
 } Manifest;

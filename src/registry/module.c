@@ -44,6 +44,7 @@ Module *module_new(const char *name, const char *dir, const char *abs_dir) {
         if (!m->name || !m->dir || !m->abs_dir)
                 return NULL;
         m->state = MODULE_PENDING;
+        m->unit_status.uid = UNIT_UID_INVALID; /* not root: nobody known yet */
         return TAKE_PTR(m);
 }
 
@@ -88,6 +89,7 @@ Module *module_free(Module *m) {
                 free(m->token);
         }
         free(m->token_path);
+        free(m->user_name);
         free(m->state_message);
         free(m);
         return NULL;

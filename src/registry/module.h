@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "manifest/module-network.h"
 #include "systemd/unit-manager.h"
 
 /* Owned by the daemon layer (src/daemon); declared here so that a Module carries real types. */
@@ -51,11 +52,13 @@ struct Module {
         char *dev_command;
         char **dependencies;  /* NULL-terminated module names */
         char *disabled_reason;
+        ModuleNetwork network;    /* addresses it may reach, ports it may bind (manifest) */
 
         /* Runtime. */
         char *unit;           /* call-assistant-module@<escaped dir>.service */
         char *token;          /* secret identity (hex); never logged */
-        char *token_path;     /* root-only file handed over with LoadCredential= */
+        char *token_path;     /* in a root-only folder; systemd opens it as the unit's stdin */
+        char *user_name;      /* its own dynamic user (DynamicUser=yes, User=<this>) */
         uint16_t port;
         ModuleState state;
         char *state_message;

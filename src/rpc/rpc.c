@@ -3,17 +3,22 @@
 #include <errno.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/string_util.h>
 #include <grpc/support/time.h>
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "rpc/rpc.h"
@@ -62,8 +67,28 @@ struct RpcServer {
         RpcTag shutdown_tag;
         bool shutdown_done;
         RpcServerCall *calls;
+        struct RpcListener *listeners;
         RpcServer *next;
 };
+
+/* A unix socket whose connections we accept ourselves, to ask the kernel who connects. */
+typedef struct RpcListener {
+        RpcServer *server;
+        int fd;
+        sd_event_source *io;
+        char *path;
+        ino_t ino;
+        rpc_peer_check_t check;
+        void *userdata;
+        struct RpcListener *next;
+} RpcListener;
+
+/* Unpacking with a budget: protobuf-c allocates through this, and fails when it runs out. */
+typedef struct Budget {
+        ProtobufCAllocator allocator;
+        size_t used, max;
+        bool exhausted;
+} Budget;
 
 typedef struct SendItem {
         grpc_byte_buffer *buf;  /* a message, or NULL for the final status */
@@ -84,6 +109,9 @@ struct RpcServerCall {
         grpc_byte_buffer *recv_buf;
         int close_cancelled;
         ProtobufCMessage *request;
+        Budget budget;            /* request was unpacked with it, is freed with it */
+        void *context;            /* what the authorize hook kept */
+        char *peer;
         bool initial_md_sent;
         bool finished;            /* the final status is queued or sent */
         bool cancelled;
@@ -153,18 +181,106 @@ static grpc_byte_buffer *pack(const ProtobufCMessage *msg) {
         return buf;
 }
 
-static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *type, grpc_byte_buffer *buf) {
+static void *budget_alloc(void *userdata, size_t size) {
+        Budget *b = userdata;
+        void *p;
+
+        if (size > b->max - b->used) {
+                b->exhausted = true;
+                return NULL;
+        }
+        p = malloc(size);
+        if (!p)
+                return NULL;
+        b->used += malloc_usable_size(p);
+        return p;
+}
+
+static void budget_free(void *userdata, void *p) {
+        Budget *b = userdata;
+
+        if (!p)
+                return;
+        b->used -= MIN(b->used, malloc_usable_size(p));
+        free(p);
+}
+
+static void budget_init(Budget *b, size_t packed) {
+        *b = (Budget){ .allocator = { .alloc = budget_alloc, .free = budget_free, .allocator_data = b },
+                       .max = MIN((size_t)RPC_MAX_UNPACKED, packed * 8 + 65536) };
+}
+
+/* No repeated (or map) field anywhere in m has more than max entries. */
+static bool repeated_within(const ProtobufCMessage *m, size_t max, unsigned depth) {
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        const char *base = (const char *)m;
+
+        if (depth > 32)
+                return false;
+        for (unsigned i = 0; i < d->n_fields; i++) {
+                const ProtobufCFieldDescriptor *f = &d->fields[i];
+
+                if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+                        size_t n = *(const size_t *)(base + f->quantifier_offset);
+                        ProtobufCMessage *const *items;
+
+                        if (n > max)
+                                return false;
+                        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+                                continue;
+                        items = *(ProtobufCMessage *const *const *)(base + f->offset);
+                        for (size_t k = 0; k < n; k++)
+                                if (items[k] && !repeated_within(items[k], max, depth + 1))
+                                        return false;
+                } else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                        const ProtobufCMessage *sub;
+
+                        /* A member of a oneof shares its storage: only the chosen one is a message. */
+                        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+                            *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+                                continue;
+                        sub = *(ProtobufCMessage *const *)(base + f->offset);
+                        if (sub && !repeated_within(sub, max, depth + 1))
+                                return false;
+                }
+        }
+        return true;
+}
+
+/* Unpack an untrusted message within a budget. On failure *reason says why: -E2BIG (more heap
+ * than its budget), -EMSGSIZE (a field with too many entries), -EBADMSG (malformed). */
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *type, grpc_byte_buffer *buf, Budget *budget,
+                                int *reason) {
         grpc_byte_buffer_reader reader;
         ProtobufCMessage *msg;
         grpc_slice slice;
 
+        *reason = -EBADMSG;
         if (!grpc_byte_buffer_reader_init(&reader, buf))
                 return NULL;
         slice = grpc_byte_buffer_reader_readall(&reader);
         grpc_byte_buffer_reader_destroy(&reader);
-        msg = protobuf_c_message_unpack(type, NULL, GRPC_SLICE_LENGTH(slice), GRPC_SLICE_START_PTR(slice));
+        budget_init(budget, GRPC_SLICE_LENGTH(slice));
+        msg = protobuf_c_message_unpack(type, &budget->allocator, GRPC_SLICE_LENGTH(slice),
+                                        GRPC_SLICE_START_PTR(slice));
         grpc_slice_unref(slice);
+        if (!msg) {
+                if (budget->exhausted)
+                        *reason = -E2BIG;
+                return NULL;
+        }
+        if (!repeated_within(msg, RPC_MAX_REPEATED, 0)) {
+                protobuf_c_message_free_unpacked(msg, &budget->allocator);
+                *reason = -EMSGSIZE;
+                return NULL;
+        }
         return msg;
+}
+
+static const char *unpack_error(int reason) {
+        return reason == -E2BIG      ? "message too large when unpacked"
+               : reason == -EMSGSIZE ? "message has a field with too many entries"
+                                     : "malformed message";
 }
 
 /* ---- runtime ---- */
@@ -360,7 +476,9 @@ static void server_call_free(RpcServerCall *c) {
         if (c->has_status_details)
                 grpc_slice_unref(c->status_details);
         if (c->request)
-                protobuf_c_message_free_unpacked(c->request, NULL);
+                protobuf_c_message_free_unpacked(c->request, &c->budget.allocator);
+        if (c->peer)
+                gpr_free(c->peer);
         grpc_metadata_array_destroy(&c->md);
         grpc_call_details_destroy(&c->details);
         free(c->method_name);
@@ -508,6 +626,20 @@ const char *rpc_server_call_get_method(RpcServerCall *c) {
         return c->method_name;
 }
 
+void *rpc_server_call_get_context(RpcServerCall *c) {
+        return c->context;
+}
+
+void rpc_server_call_set_context(RpcServerCall *c, void *context) {
+        c->context = context;
+}
+
+const char *rpc_server_call_get_peer(RpcServerCall *c) {
+        if (!c->peer && c->call)
+                c->peer = grpc_call_get_peer(c->call);
+        return c->peer ? c->peer : "?";
+}
+
 bool rpc_server_call_is_cancelled(RpcServerCall *c) {
         return c->cancelled;
 }
@@ -563,6 +695,7 @@ static void on_server_close(RpcTag *tag, bool ok) {
 
 static void on_server_recv(RpcTag *tag, bool ok) {
         RpcServerCall *c = (RpcServerCall *)((char *)tag - offsetof(RpcServerCall, recv_tag));
+        int reason;
 
         if (!ok || !c->recv_buf) {
                 /* The client went away or sent no message. */
@@ -573,11 +706,17 @@ static void on_server_recv(RpcTag *tag, bool ok) {
                 server_call_unref(c);
                 return;
         }
-        c->request = unpack(c->method->input, c->recv_buf);
+        c->request = unpack(c->method->input, c->recv_buf, &c->budget, &reason);
         grpc_byte_buffer_destroy(c->recv_buf);
         c->recv_buf = NULL;
         if (!c->request) {
-                (void)rpc_server_call_fail(c, RPC_INVALID_ARGUMENT, "malformed request message");
+                char msg[128];
+
+                /* Refused before any handler sees it; said once here, where it is decided. */
+                log_warning("Refused a %s request from %s: %s.", c->method_name, rpc_server_call_get_peer(c),
+                            unpack_error(reason));
+                snprintf(msg, sizeof(msg), "%s", reason == -EBADMSG ? "malformed request message" : unpack_error(reason));
+                (void)rpc_server_call_fail(c, reason == -EBADMSG ? RPC_INVALID_ARGUMENT : RPC_RESOURCE_EXHAUSTED, msg);
                 server_call_unref(c);
                 return;
         }
@@ -644,6 +783,12 @@ static void on_server_request(RpcTag *tag, bool ok) {
                 (void)rpc_server_call_fail(c, RPC_UNIMPLEMENTED, msg);
                 return;
         }
+        /* Who is calling, from the metadata alone: an unauthorized call's message is never read. */
+        if (c->method->authorize && !c->method->authorize(c, rpc_server_call_get_userdata(c))) {
+                if (!c->finished)
+                        (void)rpc_server_call_fail(c, RPC_UNAUTHENTICATED, "not authorized");
+                return;
+        }
 
         memset(&op, 0, sizeof(op));
         op.op = GRPC_OP_RECV_MESSAGE;
@@ -693,19 +838,151 @@ int rpc_server_new(RpcServer **ret, RpcRuntime *rt, const char *address, const R
         fill_channel_args(rt, args, &ca, false);
         s->server = grpc_server_create(&ca, NULL);
         grpc_server_register_completion_queue(s->server, rt->cq, NULL);
-        creds = grpc_insecure_server_credentials_create();
-        s->port = grpc_server_add_http2_port(s->server, address, creds);
-        grpc_server_credentials_release(creds);
-        if (s->port == 0) {
-                grpc_server_destroy(s->server);
-                free(s);
-                return -EADDRNOTAVAIL;
+        if (address) {
+                creds = grpc_insecure_server_credentials_create();
+                s->port = grpc_server_add_http2_port(s->server, address, creds);
+                grpc_server_credentials_release(creds);
+                if (s->port == 0) {
+                        grpc_server_destroy(s->server);
+                        free(s);
+                        return -EADDRNOTAVAIL;
+                }
         }
         grpc_server_start(s->server);
         s->next = rt->servers;
         rt->servers = s;
         server_request_next(s);
         *ret = s;
+        return 0;
+}
+
+
+/* ---- connections we accept ourselves ---- */
+
+int rpc_server_add_connection(RpcServer *s, int fd) {
+        grpc_server_credentials *creds;
+
+        if (fd < 0)
+                return -EBADF;
+        creds = grpc_insecure_server_credentials_create();
+        /* gRPC takes the fd. */
+        grpc_server_add_channel_from_fd(s->server, fd, creds);
+        grpc_server_credentials_release(creds);
+        return 0;
+}
+
+static RpcListener *listener_free(RpcListener *l) {
+        struct stat st;
+
+        if (!l)
+                return NULL;
+        sd_event_source_disable_unref(l->io);
+        /* Remove the socket only if it is still ours (not a successor's). */
+        if (l->path && lstat(l->path, &st) >= 0 && S_ISSOCK(st.st_mode) && st.st_ino == l->ino)
+                (void)unlink(l->path);
+        safe_close(l->fd);
+        free(l->path);
+        free(l);
+        return NULL;
+}
+
+static void accept_one(RpcListener *l, int fd) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        gid_t groups[64], *g = groups;
+        _cleanup_free_ gid_t *big = NULL;
+        socklen_t glen = sizeof(groups);
+        RpcPeer peer;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_errno(errno, "Cannot tell who connected to %s, closing: %m", l->path);
+                safe_close(fd);
+                return;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) < 0) {
+                if (errno == ERANGE && glen > 0 && (big = malloc(glen)) &&
+                    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, big, &glen) >= 0)
+                        g = big;
+                else
+                        glen = 0;
+        }
+        peer = (RpcPeer){ .pid = cred.pid, .uid = cred.uid, .gid = cred.gid, .groups = g,
+                          .n_groups = glen / sizeof(gid_t) };
+        if (!l->check || l->check(&peer, l->userdata))
+                (void)rpc_server_add_connection(l->server, fd);
+        else
+                safe_close(fd);
+}
+
+static int on_listener(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        RpcListener *l = userdata;
+
+        /* A bounded number per wake-up: a flood of connections cannot starve the loop. */
+        for (int i = 0; i < 32; i++) {
+                int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+                if (c < 0) {
+                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning_errno(errno, "Cannot accept a connection on %s, ignoring: %m", l->path);
+                        break;
+                }
+                accept_one(l, c);
+        }
+        return 0;
+}
+
+int rpc_server_listen_unix(RpcServer *s, const char *path, mode_t mode, gid_t gid, rpc_peer_check_t check,
+                           void *userdata) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        RpcListener *l;
+        struct stat st;
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        if (lstat(path, &st) >= 0) {
+                if (!S_ISSOCK(st.st_mode))
+                        return -EEXIST;
+                (void)unlink(path); /* a stale socket of an earlier run */
+        }
+        l = new0(RpcListener, 1);
+        if (!l)
+                return -ENOMEM;
+        l->server = s;
+        l->check = check;
+        l->userdata = userdata;
+        l->path = strdup(path);
+        l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (!l->path || l->fd < 0) {
+                r = l->path ? -errno : -ENOMEM;
+                listener_free(l);
+                return r;
+        }
+        /* The socket is created with the process's umask (no one else may connect before the
+         * chmod below: connecting needs write permission); no process-wide umask() change,
+         * which would race with gRPC's threads. */
+        if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                r = -errno;
+                free(TAKE_PTR(l->path)); /* not ours: do not unlink */
+                listener_free(l);
+                return r;
+        }
+        if (lstat(path, &st) >= 0)
+                l->ino = st.st_ino;
+        if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, mode) < 0 ||
+            listen(l->fd, SOMAXCONN) < 0) {
+                r = -errno;
+                listener_free(l);
+                return r;
+        }
+        r = sd_event_add_io(s->rt->event, &l->io, l->fd, EPOLLIN, on_listener, l);
+        if (r < 0) {
+                listener_free(l);
+                return r;
+        }
+        l->next = s->listeners;
+        s->listeners = l;
         return 0;
 }
 
@@ -719,6 +996,12 @@ RpcServer *rpc_server_free(RpcServer *s) {
         if (!s)
                 return NULL;
         rt = s->rt;
+        /* No new connections first. */
+        while (s->listeners) {
+                RpcListener *l = s->listeners;
+                s->listeners = l->next;
+                listener_free(l);
+        }
         /* Graceful: no new calls; answers already given (e.g. to a Shutdown request) still go
          * out. Calls that cannot end by themselves (a handler still holds them: hanging or
          * streaming) are ended now: their handlers are told, the clients get CANCELLED. */
@@ -810,20 +1093,26 @@ static char *details_string(RpcClientCall *c) {
 static void on_client_unary(RpcTag *tag, bool ok) {
         RpcClientCall *c = (RpcClientCall *)((char *)tag - offsetof(RpcClientCall, main_tag));
         ProtobufCMessage *resp = NULL;
+        Budget budget;
         char *msg = details_string(c);
         int status = ok ? (int)c->status : RPC_UNAVAILABLE;
 
         if (status == RPC_OK) {
-                resp = c->recv_buf ? unpack(c->type, c->recv_buf) : NULL;
+                int reason = -EBADMSG;
+
+                resp = c->recv_buf ? unpack(c->type, c->recv_buf, &budget, &reason) : NULL;
                 if (!resp) {
+                        char m[64];
+
                         status = RPC_INTERNAL;
                         gpr_free(msg);
-                        msg = gpr_strdup(c->recv_buf ? "malformed response message" : "response message missing");
+                        snprintf(m, sizeof(m), "%s", reason == -EBADMSG ? "malformed response message" : unpack_error(reason));
+                        msg = gpr_strdup(c->recv_buf ? m : "response message missing");
                 }
         }
         client_call_done(c, status, msg, resp);
         if (resp)
-                protobuf_c_message_free_unpacked(resp, NULL);
+                protobuf_c_message_free_unpacked(resp, &budget.allocator);
         gpr_free(msg);
         client_call_unref(c);
 }
@@ -862,12 +1151,14 @@ static void on_client_stream_recv(RpcTag *tag, bool ok) {
                 client_call_unref(c);
                 return;
         }
-        ProtobufCMessage *msg = unpack(c->type, c->recv_buf);
+        Budget budget;
+        int reason;
+        ProtobufCMessage *msg = unpack(c->type, c->recv_buf, &budget, &reason);
         grpc_byte_buffer_destroy(c->recv_buf);
         c->recv_buf = NULL;
         if (!msg) {
                 /* A peer that sends garbage: give up on the stream. */
-                grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "malformed stream message", NULL);
+                grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, unpack_error(reason), NULL);
                 c->recv_ended = true;
                 client_stream_maybe_done(c);
                 client_call_unref(c);
@@ -875,7 +1166,7 @@ static void on_client_stream_recv(RpcTag *tag, bool ok) {
         }
         if (!c->suppressed && c->on_message)
                 c->on_message(c, msg, c->userdata);
-        protobuf_c_message_free_unpacked(msg, NULL);
+        protobuf_c_message_free_unpacked(msg, &budget.allocator);
         if (c->suppressed)
                 c->recv_ended = true;
         if (!c->recv_ended)
@@ -1060,6 +1351,35 @@ int rpc_channel_new(RpcChannel **ret, RpcRuntime *rt, const char *target) {
         fill_channel_args(rt, args, &ca, true);
         creds = grpc_insecure_credentials_create();
         ch->channel = grpc_channel_create(target, creds, &ca);
+        grpc_channel_credentials_release(creds);
+        if (!ch->channel) {
+                free(ch);
+                return -EINVAL;
+        }
+        ch->next = rt->channels;
+        rt->channels = ch;
+        *ret = ch;
+        return 0;
+}
+
+int rpc_channel_new_from_fd(RpcChannel **ret, RpcRuntime *rt, const char *target, int fd) {
+        grpc_channel_credentials *creds;
+        grpc_channel_args ca;
+        grpc_arg args[10];
+        RpcChannel *ch;
+
+        if (fd < 0)
+                return -EBADF;
+        ch = calloc(1, sizeof(*ch));
+        if (!ch) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        ch->rt = rt;
+        fill_channel_args(rt, args, &ca, true);
+        creds = grpc_insecure_credentials_create();
+        /* gRPC takes the fd (a direct channel: no resolver, no reconnection). */
+        ch->channel = grpc_channel_create_from_fd(target, fd, creds, &ca);
         grpc_channel_credentials_release(creds);
         if (!ch->channel) {
                 free(ch);

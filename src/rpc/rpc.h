@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 typedef struct RpcRuntime RpcRuntime;
@@ -42,6 +43,11 @@ typedef enum RpcStatus {
 const char *rpc_status_to_string(int status);
 
 #define RPC_DEFAULT_MAX_MESSAGE (4u * 1024 * 1024)
+/* Untrusted messages are unpacked with a budget: at most this many bytes of heap per message
+ * (and at most 8 times its packed size plus 64 kB), and at most this many entries in any
+ * repeated or map field, at any depth. A message over either is refused, not unpacked. */
+#define RPC_MAX_UNPACKED (16u * 1024 * 1024)
+#define RPC_MAX_REPEATED 4096u
 #define RPC_DEFAULT_SERVER_IDLE_TIMEOUT_MS 30000u
 
 /* ---- runtime ---- */
@@ -65,6 +71,10 @@ void rpc_runtime_set_server_idle_timeout(RpcRuntime *rt, unsigned ms);
  * later; a streaming handler writes with rpc_server_call_write() and ends with
  * rpc_server_call_finish(). request is owned by the call (valid until it ends). */
 typedef void (*rpc_handler_t)(RpcServerCall *call, const ProtobufCMessage *request, void *userdata);
+/* Runs when a call arrives, with its metadata, before its message is received or unpacked:
+ * returns true to go on; false after answering the call (rpc_server_call_fail), and then the
+ * message is never read. May keep what it learnt with rpc_server_call_set_context(). */
+typedef bool (*rpc_authorize_t)(RpcServerCall *call, void *userdata);
 
 typedef struct RpcMethod {
         const char *name;                         /* "/package.Service/Method" */
@@ -72,15 +82,44 @@ typedef struct RpcMethod {
         rpc_handler_t handler;
         bool server_streaming;
         void *userdata;                           /* for the handler; NULL: the server's */
+        rpc_authorize_t authorize;                /* NULL: anyone who reaches the server */
 } RpcMethod;
 
-/* address: "127.0.0.1:50050", "[::1]:0", "unix:/path". methods must stay valid. */
+/* address: "127.0.0.1:50050", "[::1]:0", "unix:/path", or NULL for a server without an
+ * address of its own, whose connections are handed over (rpc_server_add_connection() or
+ * rpc_server_listen_unix()). methods must stay valid. */
 int rpc_server_new(RpcServer **ret, RpcRuntime *rt, const char *address, const RpcMethod *methods,
                    size_t n_methods, void *userdata);
+/* Serve a connected stream socket (takes the fd, whatever happens). */
+int rpc_server_add_connection(RpcServer *s, int fd);
+
+/* Who is connecting to a unix socket (SO_PEERCRED, SO_PEERGROUPS). */
+typedef struct RpcPeer {
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        const gid_t *groups;  /* supplementary groups */
+        size_t n_groups;
+} RpcPeer;
+/* Returns true to serve the connection; false to close it unserved (the checker logs why). */
+typedef bool (*rpc_peer_check_t)(const RpcPeer *peer, void *userdata);
+
+/* Listen on a unix socket at path and serve every connection check() accepts: the kernel says
+ * who connects, before a byte is read. The socket gets mode (and group gid, unless it is
+ * (gid_t)-1); a stale socket at path is replaced, anything else there is an error (-EEXIST).
+ * The folder must exist; it decides who may reach the path. Stops with the server. */
+int rpc_server_listen_unix(RpcServer *s, const char *path, mode_t mode, gid_t gid, rpc_peer_check_t check,
+                           void *userdata);
 /* The bound TCP port (useful with port 0). */
 int rpc_server_get_port(RpcServer *s);
 /* Shuts the server down: cancels calls in flight, waits for gRPC's shutdown notification. */
 RpcServer *rpc_server_free(RpcServer *s);
+
+/* What the authorize hook kept about the caller (NULL if nothing). */
+void *rpc_server_call_get_context(RpcServerCall *c);
+void rpc_server_call_set_context(RpcServerCall *c, void *context);
+/* The peer as gRPC names it ("ipv4:127.0.0.1:4711", "unix:...", "fd:12"), for logs. */
+const char *rpc_server_call_get_peer(RpcServerCall *c);
 
 /* The userdata the handler got: its method's, or else the server's. */
 void *rpc_server_call_get_userdata(RpcServerCall *c);
@@ -113,6 +152,10 @@ typedef void (*rpc_message_t)(RpcClientCall *call, const ProtobufCMessage *messa
 
 /* target: "127.0.0.1:50051" or "unix:/path". */
 int rpc_channel_new(RpcChannel **ret, RpcRuntime *rt, const char *target);
+/* A channel over a connected stream socket (takes the fd, whatever happens): gRPC never
+ * reconnects it. When the connection goes, its calls fail with UNAVAILABLE; the owner dials
+ * again (and checks again who answers) and makes a new channel. */
+int rpc_channel_new_from_fd(RpcChannel **ret, RpcRuntime *rt, const char *target, int fd);
 /* Cancels the channel's calls in flight; their callbacks do not run. */
 RpcChannel *rpc_channel_free(RpcChannel *ch);
 

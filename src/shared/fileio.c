@@ -86,3 +86,23 @@ int mkdir_p(const char *path, mode_t mode) {
                 return -errno;
         return 0;
 }
+
+int mkdir_p_safe(const char *path, mode_t mode) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        int r;
+
+        r = mkdir_p(path, mode);
+        if (r < 0)
+                return r;
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ELOOP ? -ENOTDIR : -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (st.st_uid != geteuid())
+                return -EPERM;
+        if (st.st_mode & 0022)
+                return -EACCES;
+        return 0;
+}

@@ -14,3 +14,8 @@ int write_file_atomic_volatile(const char *path, const void *data, size_t size, 
 
 /* mkdir -p with the given mode for the directories it creates. */
 int mkdir_p(const char *path, mode_t mode);
+/* mkdir -p, then make sure the directory is safe to keep sockets or secrets in: a real
+ * directory (not a symlink), ours (owned by our effective uid), and writable by nobody else
+ * (no group or other write bit). -ENOTDIR, -EPERM (someone else's) or -EACCES (writable by
+ * others) if not; an existing directory is never changed. */
+int mkdir_p_safe(const char *path, mode_t mode);

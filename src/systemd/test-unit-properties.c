@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,8 +55,14 @@ static void test_properties(void **state) {
                 .start_limit_interval_usec = 60000000,
                 .timeout_stop_usec = 10000000,
                 .slice = "call-assistant.slice",
-                .credential_path = "/run/call-assistant/credentials/cam.token",
+                .token_path = "/run/call-assistant/credentials/cam.token",
                 .read_only_paths = ro,
+                .dynamic_user = "ca-cam-123456",
+                .ip_allow = (const char *const[]){ "localhost", "192.168.0.0/16", NULL },
+                .bind_allow = (const UnitSocketBind[]){ { IPPROTO_TCP, 50100, 1 }, { IPPROTO_UDP, 0, 0 },
+                                                        { IPPROTO_UDP, 10000, 101 } },
+                .n_bind_allow = 3,
+                .memory_max = 1024,
         };
         _cleanup_strv_free_ char **l = NULL;
 
@@ -76,16 +83,48 @@ static void test_properties(void **state) {
         assert_true(has(l, "KillSignal=15"));
         assert_true(has(l, "Slice=call-assistant.slice"));
         assert_true(has(l, "DynamicUser=yes")); /* unprivileged by default */
+        assert_true(has(l, "User=ca-cam-123456")); /* and a user of its own */
         assert_true(has(l, "NoNewPrivileges=yes"));
-        /* Only the path of the secret, never the secret. */
-        assert_true(has(l, "LoadCredential=module-token:/run/call-assistant/credentials/cam.token"));
+        /* Only the path of the secret, never the secret; no credentials mount. */
+        assert_true(has(l, "StandardInputFile=/run/call-assistant/credentials/cam.token"));
+        assert_true(has(l, "StandardOutput=journal"));
+        assert_true(has(l, "StandardError=journal"));
         assert_true(has(l, "BindReadOnlyPaths=/m/cam /tmp/build"));
+        /* Hardening (docs/orchestrator.md, "Module units"). */
+        static const char *const hardening[] = {
+                "ProtectProc=invisible", "ProcSubset=pid", "PrivateDevices=yes", "PrivateTmp=yes",
+                "ProtectSystem=strict", "ProtectHome=tmpfs", "ProtectKernelTunables=yes",
+                "ProtectKernelModules=yes", "ProtectKernelLogs=yes", "ProtectControlGroups=yes",
+                "ProtectClock=yes", "ProtectHostname=yes", "RestrictNamespaces=33554432", "LockPersonality=yes",
+                "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "SystemCallFilter=@system-service",
+                "SystemCallFilter=~@privileged @resources", "SystemCallArchitectures=native",
+                "SystemCallErrorNumber=1", "CapabilityBoundingSet=0",
+                "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "UMask=0077",
+                "IPAddressDeny=any", "IPAddressAllow=localhost 192.168.0.0/16",
+                "SocketBindAllow=tcp:50100 udp udp:10000-10100", "SocketBindDeny=any", "MemoryMax=1024",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(hardening); i++)
+                if (!has(l, hardening[i]))
+                        fail_msg("missing %s", hardening[i]);
+        assert_false(has(l, "LoadCredential=module-token:/run/call-assistant/credentials/cam.token"));
+
+        /* A module that needs interfaces (multicast, LAN) gets AF_NETLINK; one with "any" peers
+         * no address restriction. */
+        strv_free(l);
+        s.netlink = true;
+        s.ip_allow = NULL;
+        assert_int_equal(unit_spec_to_strings(&s, &l), 0);
+        assert_true(has(l, "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"));
+        for (char **p = l; *p; p++)
+                assert_null(strstr(*p, "IPAddress"));
+        s.netlink = false;
 
         strv_free(l);
         s.user = "camuser";
         assert_int_equal(unit_spec_to_strings(&s, &l), 0);
         assert_true(has(l, "User=camuser"));
         assert_false(has(l, "DynamicUser=yes"));
+        assert_false(has(l, "User=ca-cam-123456"));
 
         /* A user manager runs units as its user and refuses the system-only settings. */
         strv_free(l);
@@ -95,9 +134,46 @@ static void test_properties(void **state) {
         assert_false(has(l, "DynamicUser=yes"));
         assert_false(has(l, "ProtectSystem=strict"));
         assert_false(has(l, "PrivateTmp=yes"));
+        assert_false(has(l, "ProtectProc=invisible"));
+        assert_false(has(l, "IPAddressDeny=any"));
         assert_true(has(l, "NoNewPrivileges=yes"));
+        assert_true(has(l, "SystemCallFilter=@system-service"));
         assert_true(has(l, "Restart=on-failure"));
-        assert_true(has(l, "LoadCredential=module-token:/run/call-assistant/credentials/cam.token"));
+        assert_true(has(l, "StandardInputFile=/run/call-assistant/credentials/cam.token"));
+}
+
+static void test_module_user_name(void **state) {
+        char a[MODULE_USER_MAX + 1], b[MODULE_USER_MAX + 1];
+
+        module_user_name("camera", 0, a);
+        assert_true(strncmp(a, "ca-camera-", 10) == 0);
+        assert_int_equal(strlen(a), 16);
+        /* Long names are shortened, yet distinct names give distinct users. */
+        module_user_name("a-very-long-module-name-that-goes-on-1", 0, a);
+        module_user_name("a-very-long-module-name-that-goes-on-2", 0, b);
+        assert_true(strlen(a) <= MODULE_USER_MAX);
+        assert_string_not_equal(a, b);
+        assert_true(strncmp(a, "ca-a-very-long-module-n", 23) == 0);
+        /* Only characters a user name may have ([a-z0-9_-], starting with a letter). */
+        module_user_name("cam.v2", 0, a);
+        assert_true(strncmp(a, "ca-cam_v2-", 10) == 0);
+        for (const char *p = a; *p; p++)
+                assert_true((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-');
+        /* Another salt, another user (for a clash of hashes). */
+        module_user_name("camera", 1, b);
+        module_user_name("camera", 0, a);
+        assert_string_not_equal(a, b);
+}
+
+static void test_ip_entries(void **state) {
+        assert_true(unit_ip_entry_is_valid("localhost"));
+        assert_true(unit_ip_entry_is_valid("multicast"));
+        assert_true(unit_ip_entry_is_valid("10.0.0.0/8"));
+        assert_true(unit_ip_entry_is_valid("fc00::/7"));
+        assert_false(unit_ip_entry_is_valid("10.0.0.0"));
+        assert_false(unit_ip_entry_is_valid("10.0.0.0/33"));
+        assert_false(unit_ip_entry_is_valid("lan"));
+        assert_false(unit_ip_entry_is_valid("::1/x"));
 }
 
 static void test_append_builds_a_valid_message(void **state) {
@@ -105,7 +181,9 @@ static void test_append_builds_a_valid_message(void **state) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         char *env[] = { "GRPC_PORT=1", NULL };
         UnitSpec s = { .description = "d", .command = "true", .environment = env, .syslog_identifier = "x",
-                       .module_name = "x", .credential_path = "/c" };
+                       .module_name = "x", .token_path = "/c", .dynamic_user = "ca-x-000000",
+                       .ip_allow = (const char *const[]){ "localhost", "fc00::/7", NULL },
+                       .bind_allow = (const UnitSocketBind[]){ { IPPROTO_TCP, 50100, 1 } }, .n_bind_allow = 1 };
         const char *name;
         unsigned n = 0;
 
@@ -149,6 +227,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_escape_like_systemd_escape),
                 cmocka_unit_test(test_properties),
+                cmocka_unit_test(test_module_user_name),
+                cmocka_unit_test(test_ip_entries),
                 cmocka_unit_test(test_append_builds_a_valid_message),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -483,6 +483,7 @@ static int parse_properties(sd_bus_message *reply, UnitStatus *ret, char load_st
                         goto next;
                 }
                 READ_NUM("MainPID", "u", s.main_pid);
+                READ_NUM("UID", "u", s.uid);
                 READ_NUM("NRestarts", "u", s.n_restarts);
                 READ_NUM("ExecMainCode", "i", s.exec_main_code);
                 READ_NUM("ExecMainStatus", "i", s.exec_main_status);
@@ -508,7 +509,7 @@ static int parse_properties(sd_bus_message *reply, UnitStatus *ret, char load_st
 
 /* Parse a GetAll("") reply (a{sv} over every interface) into a status. */
 static int parse_status(sd_bus_message *reply, UnitStatus *ret) {
-        UnitStatus s = { .loaded = true };
+        UnitStatus s = { .loaded = true, .uid = UNIT_UID_INVALID };
         char load_state[32] = "";
         int r;
 
@@ -523,7 +524,7 @@ static int parse_status(sd_bus_message *reply, UnitStatus *ret) {
 }
 
 static void status_unloaded(UnitStatus *s) {
-        *s = (UnitStatus){ .loaded = false };
+        *s = (UnitStatus){ .loaded = false, .uid = UNIT_UID_INVALID };
         copy_string(s->active_state, sizeof(s->active_state), "inactive");
         copy_string(s->sub_state, sizeof(s->sub_state), "dead");
 }

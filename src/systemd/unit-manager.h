@@ -9,6 +9,8 @@
 typedef struct UnitManager UnitManager;
 typedef struct UnitWatch UnitWatch;
 
+#define UNIT_UID_INVALID UINT32_MAX
+
 /* What systemd says about a unit, refreshed on every PropertiesChanged signal. */
 typedef struct UnitStatus {
         bool loaded;            /* false: systemd does not know the unit (NoSuchUnit / unloaded) */
@@ -16,6 +18,8 @@ typedef struct UnitStatus {
         char sub_state[32];     /* running, auto-restart, dead, failed, start, stop-sigterm, ... */
         char result[32];        /* success, exit-code, signal, core-dump, timeout, start-limit-hit, ... */
         uint32_t main_pid;
+        uint32_t uid;           /* the user it runs as (its dynamic user's uid while it runs);
+                                 * UNIT_UID_INVALID when systemd does not say */
         uint32_t n_restarts;
         int32_t exec_main_code; /* CLD_EXITED, CLD_KILLED, ... of the last main process */
         int32_t exec_main_status;

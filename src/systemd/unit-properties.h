@@ -6,6 +6,15 @@
 #include <systemd/sd-bus.h>
 
 #define MODULE_UNIT_PREFIX "call-assistant-module@"
+/* Dynamic users of modules: "ca-<name>-<hash>", at most 31 characters (systemd's limit). */
+#define MODULE_USER_PREFIX "ca-"
+#define MODULE_USER_MAX 31
+
+/* A port (range) a unit may bind: SocketBindAllow=. */
+typedef struct UnitSocketBind {
+        int protocol;                   /* IPPROTO_TCP or IPPROTO_UDP */
+        uint16_t port_min, n_ports;     /* n_ports 0: any port of the protocol */
+} UnitSocketBind;
 
 typedef struct UnitSpec {
         const char *description;
@@ -19,12 +28,24 @@ typedef struct UnitSpec {
         uint64_t start_limit_interval_usec;
         uint64_t timeout_stop_usec;
         const char *slice;              /* NULL: none */
-        const char *user;               /* NULL or "": DynamicUser=yes (system manager only) */
+        const char *user;               /* a static user (units.user); NULL or "": a dynamic one */
+        const char *dynamic_user;       /* with DynamicUser=yes: User=<this>, one per module, so
+                                         * that every module has a uid of its own */
         bool user_manager;              /* for a user's service manager: it runs units as that
                                          * user and cannot apply the system-only sandboxing */
-        const char *credential_path;    /* LoadCredential=module-token:<path>; NULL: none */
+        const char *token_path;         /* StandardInput=file:<path>: opened by systemd on every
+                                         * (re)start before it drops privileges; the module reads
+                                         * /proc/self/fd/0. NULL: none */
         char **read_only_paths;         /* BindReadOnlyPaths= (each at its own path), NULL-terminated;
                                          * makes folders under /tmp visible despite PrivateTmp= */
+        /* Network (system manager only). */
+        const char *const *ip_allow;    /* NULL: no address restriction; else IPAddressDeny=any and
+                                         * IPAddressAllow= these: "localhost", "link-local",
+                                         * "multicast" or a prefix "10.0.0.0/8", "fc00::/7" */
+        const UnitSocketBind *bind_allow; /* SocketBindAllow= these, then SocketBindDeny=any */
+        size_t n_bind_allow;            /* 0: no bind restriction */
+        bool netlink;                   /* RestrictAddressFamilies= includes AF_NETLINK */
+        uint64_t memory_max;            /* MemoryMax= in bytes; 0: none */
 } UnitSpec;
 
 /* Escape a string the way systemd-escape does for unit instance names. */
@@ -33,6 +54,10 @@ int unit_instance_unescape(const char *s, char **ret);
 /* call-assistant-module@<escaped dir>.service */
 int module_unit_name(const char *dir, char **ret);
 
+/* The dynamic user of a module: "ca-" + the name (sanitized, shortened) + "-" + a hash of the
+ * whole name, so that distinct names give distinct users. buf: at least MODULE_USER_MAX + 1. */
+void module_user_name(const char *name, unsigned salt, char buf[static MODULE_USER_MAX + 1]);
+
 /* Standard variables the orchestrator passes on (from its own environment). */
 extern const char *const unit_inherited_environment[];
 
@@ -40,3 +65,6 @@ extern const char *const unit_inherited_environment[];
 int unit_spec_append(sd_bus_message *m, const UnitSpec *s);
 /* The same properties as "Key=value" strings (for tests and call-assistantctl). */
 int unit_spec_to_strings(const UnitSpec *s, char ***ret);
+/* Whether e is something IPAddressAllow= takes here: "any", "localhost", "link-local",
+ * "multicast" or an address prefix ("192.168.0.0/16", "fd00::/8"). */
+int unit_ip_entry_is_valid(const char *e);

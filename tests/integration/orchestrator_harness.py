@@ -71,8 +71,8 @@ class Orchestrator:
         self.state_dir = os.path.join(self.root, "state")
         self.runtime_dir = os.path.join(os.environ["CA_SANDBOX_SHARE"], os.path.basename(self.root))
         self.control = os.path.join(self.root, "control.sock")
-        self.port = free_port()
-        self.listen = f"127.0.0.1:{self.port}"
+        # Modules reach the orchestrator on a unix socket in its (root-owned) runtime dir.
+        self.listen = f"unix:{self.runtime_dir}/modules.sock"
         self.config = os.path.join(self.root, "config.yaml")
         with open(self.config, "w") as f:
             f.write("health:\n  interval_ms: 300\n  timeout_ms: 300\n  failure_threshold: 2\n"

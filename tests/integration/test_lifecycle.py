@@ -3,6 +3,7 @@
 journald, with the real daemon and real gRPC peers (the C fixture module on the SDK)."""
 
 import os
+import subprocess
 import signal
 import time
 import unittest
@@ -187,16 +188,39 @@ class Lifecycle(unittest.TestCase):
             stub.StopModule(opb.ModuleRequest(name="trusty"), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
         ch.close()
-        # The control socket is root-only, the token file too.
+        # The control socket is root-only; the token is in a folder only root may enter.
         self.assertEqual(os.stat(o.control).st_mode & 0o077, 0)
         tok = os.path.join(o.runtime_dir, "credentials", "trusty.token")
-        self.assertEqual(os.stat(tok).st_mode & 0o777, 0o400)
-        # The unit has the path of the credential, never the secret itself.
+        self.assertEqual(os.stat(os.path.dirname(tok)).st_mode & 0o777, 0o700)
+        self.assertEqual(os.stat(os.path.dirname(tok)).st_uid, 0)
+        # The unit has the path of the token, never the secret itself; systemd opens it as the
+        # module's stdin (no credentials mount), and the module runs as a user of its own.
         show = inside("systemctl", "cat", "call-assistant-module@trusty.service").stdout
         with open(tok) as f:
             self.assertNotIn(f.read().strip(), show)
-        self.assertRegex(show, r"LoadCredential=module-token:.*/credentials/trusty\.token")
+        self.assertRegex(show, r"StandardInput=file:.*/credentials/trusty\.token")
+        self.assertNotIn("LoadCredential", show)
         self.assertIn("DynamicUser=yes", show)
+        self.assertRegex(show, r"User=ca-trusty-[0-9a-f]{6}")
+
+        # The kernel says who connects to the orchestrator's sockets (SO_PEERCRED): another
+        # user gets nothing, even where the file mode would let it in.
+        module_sock = o.listen[len("unix:"):]
+        os.chmod(o.control, 0o666)
+        for path in (o.control, module_sock):
+            self.assertEqual(http2_answer(path), b"", f"{path} served a stranger")
+            self.assertNotEqual(http2_answer(path, stranger=False), b"", f"{path} refused root")
+        wait_until(lambda: "Refused a connection to the control socket from pid" in o.output() and
+                   "Refused a connection to the module endpoint from pid" in o.output(), 10,
+                   "the refusals logged")
+
+    def test_refuses_to_listen_beyond_loopback(self):
+        o = Orchestrator("wide", [dict(dir="wide")])
+        self.addCleanup(o.cleanup)
+        o.listen = "0.0.0.0:0"
+        with self.assertRaises(AssertionError) as e:
+            o.start()
+        self.assertIn("is not a loopback address", str(e.exception))
 
 
     def test_malformed_answers_are_an_error_not_a_crash(self):
@@ -293,8 +317,7 @@ class Lifecycle(unittest.TestCase):
         r = inside("systemd-run", "--unit=ca-notify-test", "-p", "Type=notify", "-p", "KillMode=process",
                    "-p", "WatchdogSec=10s", "/usr/bin/env", f"LD_LIBRARY_PATH={BUILD}/src/sdk",
                    os.path.join(BUILD, "call-assistant"), "--config", o.config, "--modules-dir", o.modules_dir,
-                   "--state-dir", "/var/lib/ca-notify-test", "--runtime-dir", "/run/ca-notify-test",
-                   "--listen", f"127.0.0.1:{o.port}", timeout=60)
+                   "--state-dir", "/var/lib/ca-notify-test", "--runtime-dir", "/run/ca-notify-test", timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(inside("systemctl", "is-active", "ca-notify-test.service").stdout.strip(), "active")
         def status_ready():
@@ -321,7 +344,7 @@ class Lifecycle(unittest.TestCase):
                    "/usr/bin/env", *user_env, "HOME=/root", f"LD_LIBRARY_PATH={BUILD}/src/sdk",
                    os.path.join(BUILD, "call-assistant"), "--user", "--config", o.config,
                    "--modules-dir", o.modules_dir, "--state-dir", "/root/.local/state/ca-user-test",
-                   "--runtime-dir", "/run/user/0/ca-user-test", "--listen", f"127.0.0.1:{o.port}", timeout=60)
+                   "--runtime-dir", "/run/user/0/ca-user-test", timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         def ready():
             return "1 READY" in inside("systemctl", "show", "-p", "StatusText", "--value",
@@ -332,6 +355,28 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(user.stdout.strip(), "active", user.stderr)
         # ... and not a unit of the system manager.
         self.assertNotEqual(inside("systemctl", "is-active", unit).stdout.strip(), "active")
+
+
+def http2_answer(path, stranger=True):
+    """Connect to a unix socket, say hello in HTTP/2, return what the server answers (b"": it
+    closed the connection unanswered). stranger: from a service of the sandbox that runs as a
+    user of its own (DynamicUser=), as another local service would; else as root on the host."""
+    code = ("import socket,sys\n"
+            "s=socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])\n"
+            "try:\n"
+            "  s.sendall(b'PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n'+bytes([0,0,0,4,0,0,0,0,0]))\n"
+            "  d=s.recv(64)\n"
+            "except (BrokenPipeError, ConnectionResetError, socket.timeout): d=b''\n"
+            "sys.stdout.write(d.hex())\n")
+    argv = ["/usr/bin/python3", "-c", code, path]
+    if stranger:
+        r = inside("systemd-run", "-q", "--wait", "--pipe", "-p", "DynamicUser=yes",
+                   "-p", f"BindReadOnlyPaths={os.path.dirname(path)}", *argv, timeout=60)
+    else:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError(r.stderr)
+    return bytes.fromhex(r.stdout.strip())
 
 
 if __name__ == "__main__":
