@@ -12,11 +12,13 @@
 #include "shared/macro.h"
 #include "systemd/unit-properties.h"
 
-static void test_escape_like_systemd_escape(void **state) {
-        /* Expected values printed by systemd-escape (systemd 252). */
+static void test_instance_names(void **state) {
+        /* '-' stays (operators type call-assistant-module@onvif-discovery); the rest like
+         * systemd-escape; one-to-one, so a nested "a/b" never meets a folder "a-b". */
         static const char *const cases[][2] = {
-                { "go2rtc", "go2rtc" },         { "vendor/foo", "vendor-foo" },
-                { "my-module", "my\\x2dmodule" }, { ".hidden", "\\x2ehidden" },
+                { "go2rtc", "go2rtc" },         { "vendor/foo", "vendor\\x2ffoo" },
+                { "my-module", "my-module" },   { ".hidden", "\\x2ehidden" },
+                { "a-b", "a-b" },               { "a/b", "a\\x2fb" },
                 { "a b", "a\\x20b" },           { "\xc3\xbcn\xc3\xaf", "\\xc3\\xbcn\\xc3\\xaf" },
                 { "x_y.z:1", "x_y.z:1" },
         };
@@ -29,8 +31,8 @@ static void test_escape_like_systemd_escape(void **state) {
                 assert_string_equal(u, cases[i][0]);
         }
         _cleanup_free_ char *unit = NULL;
-        assert_int_equal(module_unit_name("my-cam", &unit), 0);
-        assert_string_equal(unit, "call-assistant-module@my\\x2dcam.service");
+        assert_int_equal(module_unit_name("onvif-discovery", &unit), 0);
+        assert_string_equal(unit, "call-assistant-module@onvif-discovery.service");
 }
 
 static bool has(char **l, const char *s) {
@@ -225,7 +227,7 @@ static void test_append_builds_a_valid_message(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_escape_like_systemd_escape),
+                cmocka_unit_test(test_instance_names),
                 cmocka_unit_test(test_properties),
                 cmocka_unit_test(test_module_user_name),
                 cmocka_unit_test(test_ip_entries),

@@ -17,9 +17,11 @@ const char *const unit_inherited_environment[] = {
         "PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "CALL_ASSISTANT_LOG_LEVEL", NULL,
 };
 
+/* Characters a unit instance name may hold as they are ('-' included: systemd allows it in
+ * instance names, and operators type "call-assistant-module@onvif-discovery"). */
 static bool valid_instance_char(char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ':' ||
-               c == '_' || c == '.';
+               c == '_' || c == '.' || c == '-';
 }
 
 int unit_instance_escape(const char *s, char **ret) {
@@ -30,9 +32,7 @@ int unit_instance_escape(const char *s, char **ret) {
                 return -ENOMEM;
         o = out;
         for (const char *p = s; *p; p++) {
-                if (*p == '/')
-                        *o++ = '-';
-                else if (valid_instance_char(*p) && !(p == s && *p == '.'))
+                if (valid_instance_char(*p) && !(p == s && *p == '.'))
                         *o++ = *p;
                 else
                         o += sprintf(o, "\\x%02x", (unsigned char)*p);
@@ -49,9 +49,7 @@ int unit_instance_unescape(const char *s, char **ret) {
                 return -ENOMEM;
         for (const char *p = s; *p; p++) {
                 unsigned x;
-                if (*p == '-')
-                        *o++ = '/';
-                else if (p[0] == '\\' && p[1] == 'x' && sscanf(p + 2, "%2x", &x) == 1 && p[2] && p[3]) {
+                if (p[0] == '\\' && p[1] == 'x' && sscanf(p + 2, "%2x", &x) == 1 && p[2] && p[3]) {
                         *o++ = (char)x;
                         p += 3;
                 } else

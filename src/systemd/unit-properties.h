@@ -48,10 +48,13 @@ typedef struct UnitSpec {
         uint64_t memory_max;            /* MemoryMax= in bytes; 0: none */
 } UnitSpec;
 
-/* Escape a string the way systemd-escape does for unit instance names. */
+/* A module folder (relative to the modules directory) as a unit instance name: letters, digits,
+ * ':', '_', '.' and '-' stay, everything else (a '/' of a nested folder, a leading '.') is
+ * \xNN, so that the mapping is one-to-one: "onvif-discovery" -> "onvif-discovery",
+ * "vendor/cam" -> "vendor\x2fcam". */
 int unit_instance_escape(const char *s, char **ret);
 int unit_instance_unescape(const char *s, char **ret);
-/* call-assistant-module@<escaped dir>.service */
+/* call-assistant-module@<instance>.service */
 int module_unit_name(const char *dir, char **ret);
 
 /* The dynamic user of a module: "ca-" + the name (sanitized, shortened) + "-" + a hash of the
