@@ -23,6 +23,8 @@ struct HttpRequest {
         size_t len, max;
         bool too_big;
         bool finishing;   /* its callback runs: cancelling it then is a no-op */
+        char *username, *password; /* HTTP digest, used once the server answered 401 */
+        bool retried;
         http_done_t done;
         void *userdata;
         char errbuf[CURL_ERROR_SIZE];
@@ -36,6 +38,10 @@ static void request_free(HttpRequest *r) {
         curl_easy_cleanup(r->easy);
         curl_slist_free_all(r->headers);
         free(r->buf);
+        free(r->username);
+        if (r->password)
+                explicit_bzero(r->password, strlen(r->password));
+        free(r->password);
         if (r->prev)
                 r->prev->next = r->next;
         else
@@ -79,6 +85,20 @@ static void check_done(HttpClient *c) {
                         continue;
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+                if (status == 401 && msg->data.result == CURLE_OK && r->username && !r->retried) {
+                        /* The server wants HTTP authentication: once more, with digest (never
+                         * Basic: no password in clear because a server asked for it). Asking
+                         * only now keeps curl from probing with an empty body first. */
+                        CURL *e = r->easy;
+                        r->retried = true;
+                        r->len = 0;
+                        curl_multi_remove_handle(c->multi, e);
+                        curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_DIGEST);
+                        curl_easy_setopt(e, CURLOPT_USERNAME, r->username);
+                        curl_easy_setopt(e, CURLOPT_PASSWORD, r->password ? r->password : "");
+                        if (curl_multi_add_handle(c->multi, e) == CURLM_OK)
+                                continue;
+                }
                 error = msg->data.result == CURLE_OK && !r->too_big ? 0 : errno_of(msg->data.result, r->too_big);
                 r->finishing = true;
                 if (r->done) {
@@ -258,10 +278,8 @@ int http_request(HttpClient *c, const HttpRequestSpec *spec, http_done_t done, v
         r->headers = curl_slist_append(r->headers, "Expect:");
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
         if (spec->username && *spec->username) {
-                /* Only digest: never a password in clear because a server asked for Basic. */
-                curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_DIGEST);
-                curl_easy_setopt(e, CURLOPT_USERNAME, spec->username);
-                curl_easy_setopt(e, CURLOPT_PASSWORD, spec->password ? spec->password : "");
+                r->username = strdup(spec->username);
+                r->password = spec->password ? strdup(spec->password) : NULL;
         }
         if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
                 request_free(r);
