@@ -42,6 +42,7 @@ class Consumer:
             raise ValueError("not an SDP offer")
         self.pipe = Gst.parse_launch(
             "rtspsrc name=src protocols=tcp latency=100 ! rtph264depay ! h264parse config-interval=-1 ! "
+            "video/x-h264,stream-format=byte-stream,alignment=au ! "
             "rtph264pay config-interval=-1 aggregate-mode=zero-latency pt=96 ! "
             "application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000 ! "
             "webrtcbin name=webrtc bundle-policy=max-bundle")
@@ -53,6 +54,13 @@ class Consumer:
         addr = Nice.Address()
         addr.set_from_string(ice_address)
         self.agent.add_local_address(addr)
+        # Like go2rtc: send-only video, H.264 as the camera gives it (known before the
+        # camera's stream arrives, so that the answer is not "inactive").
+        trans = self.webrtc.emit("get-transceiver", 0)
+        trans.set_property("direction", GstWebRTC.WebRTCRTPTransceiverDirection.SENDONLY)
+        trans.set_property("codec-preferences", Gst.caps_from_string(
+            "application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000,"
+            "packetization-mode=(string)1,profile-level-id=(string)42e01f"))
         self.webrtc.connect("notify::ice-gathering-state", self._on_gathering)
         self.pipe.get_by_name("src").connect("pad-added", self._on_rtsp_pad)
         self.pipe.set_state(Gst.State.PLAYING)
