@@ -4,6 +4,7 @@ offer (complete, ICE candidates gathered: no trickle) and takes the answer. ICE 
 the addresses given (loopback in the tests)."""
 
 import threading
+import time
 
 import gi
 
@@ -17,7 +18,11 @@ Gst.init(None)
 
 
 class Receiver:
-    def __init__(self, ice_addresses=("127.0.0.1",)):
+    def __init__(self, ice_addresses=("127.0.0.1",), decode=True):
+        """decode=False counts depayloaded H.264 frames instead of decoded ones (cheaper, for
+        benchmarks with many peers)."""
+        self.decode = decode
+        self.first_frame_time = None
         self.frames = 0
         self.width = self.height = 0
         self.lock = threading.Lock()
@@ -52,9 +57,10 @@ class Receiver:
     def _on_pad(self, _, pad):
         if pad.direction != Gst.PadDirection.SRC:
             return
+        tail = ("avdec_h264 ! videoconvert ! video/x-raw,format=I420" if self.decode
+                else "video/x-h264,alignment=au")
         bin_ = Gst.parse_bin_from_description(
-            "queue ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! "
-            "appsink name=sink emit-signals=true sync=false", True)
+            f"queue ! rtph264depay ! h264parse ! {tail} ! appsink name=sink emit-signals=true sync=false", True)
         self.pipe.add(bin_)
         bin_.sync_state_with_parent()
         pad.link(bin_.get_static_pad("sink"))
@@ -64,6 +70,8 @@ class Receiver:
         sample = sink.emit("pull-sample")
         s = sample.get_caps().get_structure(0)
         with self.lock:
+            if self.frames == 0:
+                self.first_frame_time = time.monotonic()
             self.frames += 1
             self.width, self.height = s.get_value("width"), s.get_value("height")
         return Gst.FlowReturn.OK
