@@ -251,16 +251,24 @@ static void pending_remove(Module *mod, Pending *p) {
         free(p);
 }
 
-static void pending_fail_all(Module *mod, Converter *c, const char *why) {
+/* Fail the pending ConnectEntity calls of a converter (all, or one flow's; c NULL: every
+ * converter's), after telling the backend not to call back. */
+static void pending_fail(Module *mod, Converter *c, const char *flow_id, const char *why) {
         for (Pending *p = mod->pending, *next; p; p = next) {
                 next = p->next;
-                if (c && p->conv != c)
+                if ((c && p->conv != c) || (flow_id && strcmp(p->op->flow_id, flow_id) != 0))
                         continue;
                 if (p->handle)
                         go2rtc_cancel(p->handle);
+                if (p->conv->gst)
+                        gst_converter_cancel_sdp(p->conv->gst, p->op->flow_id);
                 ca_flow_op_fail(p->op, -ECANCELED, why);
                 pending_remove(mod, p);
         }
+}
+
+static void pending_fail_all(Module *mod, Converter *c, const char *why) {
+        pending_fail(mod, c, NULL, why);
 }
 
 static int create_entity(CaModule *m, CaEntity *e, char **ret_error, void *userdata) {
@@ -421,6 +429,9 @@ static int connect_entity(CaModule *m, CaFlowOp *op, char **ret_error, void *use
                 *ret_error = strdup("output_media: must be \"webrtc\" or \"hls\"");
                 return -EINVAL;
         }
+        /* A new ConnectEntity for a flow replaces what was set: an earlier one still
+         * waiting is answered now. */
+        pending_fail(mod, c, op->flow_id, "replaced by a newer ConnectEntity for the same flow");
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
@@ -489,17 +500,7 @@ static int disconnect_entity(CaModule *m, CaFlowOp *op, char **ret_error, void *
 
         if (!c)
                 return 0;
-        for (Pending *p = mod->pending, *next; p; p = next) {
-                next = p->next;
-                if (p->conv == c && strcmp(p->op->flow_id, op->flow_id) == 0) {
-                        if (p->handle)
-                                go2rtc_cancel(p->handle);
-                        if (c->gst)
-                                gst_converter_cancel_sdp(c->gst, op->flow_id);
-                        ca_flow_op_fail(p->op, -ECANCELED, "the flow was disconnected");
-                        pending_remove(mod, p);
-                }
-        }
+        pending_fail(mod, c, op->flow_id, "the flow was disconnected");
         if (c->gst)
                 gst_converter_remove(c->gst, op->flow_id);
         return 0;

@@ -192,6 +192,11 @@ static void consumer_unref(void *p) {
                 return;
         if (k->caps)
                 gst_caps_unref(k->caps);
+        /* Elements go with the last reference: GStreamer's threads may hold one. */
+        if (k->webrtc)
+                gst_object_unref(k->webrtc);
+        if (k->appsrc)
+                gst_object_unref(k->appsrc);
         sd_event_source_disable_unref(k->gather_timer);
         free(k->flow_id);
         free(k);
@@ -477,11 +482,6 @@ static void consumer_drop(GstConverter *c, Consumer *k) {
         k->gather_timer = sd_event_source_disable_unref(k->gather_timer);
         pipeline_drop(k->pipeline);
         k->pipeline = NULL;
-        if (k->webrtc)
-                gst_object_unref(k->webrtc);
-        if (k->appsrc)
-                gst_object_unref(k->appsrc);
-        k->webrtc = k->appsrc = NULL;
         consumer_unref(k);
 }
 
@@ -529,12 +529,16 @@ int gst_converter_set_source(GstConverter *c, const char *url, char **ret_error)
 }
 
 static int add_consumer(GstConverter *c, Consumer *k) {
-        Consumer **l = realloc(c->consumers, (c->n_consumers + 1) * sizeof(Consumer *));
+        Consumer **l;
 
-        if (!l)
-                return -ENOMEM;
-        c->consumers = l;
+        /* Under the lock: the streaming thread walks the array. */
         g_mutex_lock(&c->lock);
+        l = realloc(c->consumers, (c->n_consumers + 1) * sizeof(Consumer *));
+        if (!l) {
+                g_mutex_unlock(&c->lock);
+                return -ENOMEM;
+        }
+        c->consumers = l;
         c->consumers[c->n_consumers++] = k;
         if (k->hls)
                 c->stats.hls = 1;
@@ -816,8 +820,6 @@ int gst_converter_add_webrtc(GstConverter *c, const char *flow_id, const char *o
                 k->done = NULL;
                 k->dead = true;
                 pipeline_drop(p);
-                gst_object_unref(k->webrtc);
-                gst_object_unref(k->appsrc);
                 consumer_unref(k);
                 return r;
         }
@@ -931,7 +933,6 @@ int gst_converter_add_hls(GstConverter *c, const char *flow_id, char **ret_name,
         if (r < 0) {
                 k->dead = true;
                 pipeline_drop(p);
-                gst_object_unref(k->appsrc);
                 consumer_unref(k);
                 return r;
         }
