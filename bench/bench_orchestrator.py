@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The orchestrator benchmark (run by bench/run inside the systemd sandbox).
 
-In one run, for N = 10, 50, 100 (the C example module, modules/camera):
+In one run, for N = 10, 50, 100 (the C example module, docs/examples/camera):
   (a) time from starting call-assistant to N modules READY;
   (b) systemd's floor: the same N units (same properties) started straight through
       StartTransientUnit until each port answers (bench-floor);
@@ -29,7 +29,7 @@ import grpc  # noqa: E402
 from callassistant.v1 import orchestrator_pb2 as opb  # noqa: E402
 from callassistant.v1 import orchestrator_pb2_grpc as ogrpc  # noqa: E402
 
-CAMERA_DIR = os.path.join(BUILD, "modules", "camera")
+CAMERA_DIR = os.path.join(BUILD, "docs", "examples", "camera")
 CAMERA = os.path.join(CAMERA_DIR, "camera-module")
 SANDBOX_EXEC = os.environ["CA_SANDBOX_EXEC"]
 CREDENTIAL = os.path.join(os.environ["CA_SANDBOX_SHARE"], "bench-credential")

@@ -138,7 +138,9 @@ CA_EXPORT CaModuleState ca_module_get_state(CaModule *m);
 /* Module id and port the orchestrator assigned (valid once ca_module_run started). */
 CA_EXPORT const char *ca_module_get_id(CaModule *m);
 CA_EXPORT unsigned ca_module_get_port(CaModule *m);
-/* The sd_event loop the module runs on (an sd_event *), to add timers and I/O. */
+/* The sd_event loop the module runs on (an sd_event *), to add timers and I/O. It is the
+ * thread's default loop (sd_event_default()), so a module may also take it with
+ * sd_event_default() and add its sources before ca_module_run(). */
 CA_EXPORT void *ca_module_get_event(CaModule *m);
 
 /* Set a string attribute of an entity (shown in ListEntities; never a credential). */

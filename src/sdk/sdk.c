@@ -1116,7 +1116,8 @@ CA_EXPORT int ca_module_run(CaModule *m) {
         }
         (void)signal(SIGPIPE, SIG_IGN);
 
-        r = sd_event_new(&m->event);
+        /* The thread's default loop: the module may add its sources before ca_module_run(). */
+        r = sd_event_default(&m->event);
         if (r < 0)
                 return r;
         if (!m->info.no_signal_handling) {

@@ -15,8 +15,13 @@
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 /* Zeroed array of n objects of type t. */
 #define new0(t, n) ((t *)calloc((n), sizeof(t)))
+/* GLib defines the same two (the camera modules include both). */
+#ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 
 /* Hand ownership of a pointer or fd to someone else: returns it and clears the source. */
 #define TAKE_PTR(p)                      \

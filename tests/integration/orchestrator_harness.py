@@ -85,7 +85,7 @@ class Orchestrator:
         self.log_path = os.path.join(self.root, "orchestrator.log")
         self.channel = None
 
-    def add_module(self, dir, name=None, mode="normal", deps=(), raw=None, command=None):
+    def add_module(self, dir, name=None, mode="normal", deps=(), raw=None, command=None, network=None):
         path = os.path.join(self.modules_dir, dir)
         os.makedirs(path, exist_ok=True)
         with open(os.path.join(path, "module.yaml"), "w") as f:
@@ -95,6 +95,9 @@ class Orchestrator:
             f.write(f'name: "{name or dir}"\nversion: "1.0"\ndescription: "test module {dir}"\n'
                     f'command: "{command or FIXTURE + " --mode=" + mode}"\n'
                     f"dependencies: [{', '.join(deps)}]\n")
+            if network:
+                # e.g. "{peers: lan, bind: [udp]}", as a module.yaml says it
+                f.write(f"network: {network}\n")
 
     def start(self):
         self.log = open(self.log_path, "a")

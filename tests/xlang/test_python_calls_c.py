@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Cross-language test: a Python grpcio client calls every RPC of the C SDK example module
-(modules/camera), including the standard health service, and checks the error codes."""
+(docs/examples/camera), including the standard health service, and checks the error codes."""
 
 import json
 import os
@@ -13,7 +13,7 @@ import grpc  # noqa: E402
 from callassistant.v1 import module_pb2 as mpb, module_pb2_grpc as mgrpc  # noqa: E402
 from grpc_health.v1 import health_pb2 as hpb, health_pb2_grpc as hgrpc  # noqa: E402
 
-CAMERA_DIR = os.path.join(BUILD_ROOT, "modules", "camera")
+CAMERA_DIR = os.path.join(BUILD_ROOT, "docs", "examples", "camera")
 
 
 class PythonCallsC(unittest.TestCase):
