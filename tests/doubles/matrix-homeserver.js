@@ -268,7 +268,7 @@ export class MatrixHomeserverDouble {
     if (m === 'GET' && rest.startsWith('/pushrules'))
       return [200, { global: { override: [], content: [], room: [], sender: [], underride: [] } }];
     if (m === 'GET' && rest === '/voip/turnServer')
-      return [200, { username: '', password: '', uris: [], ttl: 86400 }];
+      return [200, {}]; // no TURN server configured (what Synapse answers then)
     if (seg[0] === 'presence')
       return [200, {}];
     if (m === 'GET' && seg[0] === 'profile')

@@ -9,7 +9,7 @@
 
 import { randomBytes } from 'node:crypto';
 
-import { hasCandidates, looksLikeSdp, mergeCandidates } from './sdp.js';
+import { ensureStreamIds, hasCandidates, looksLikeSdp, mergeCandidates } from './sdp.js';
 
 export const VOIP_VERSION = '1';
 
@@ -48,8 +48,13 @@ export class OutgoingCall {
   /** Send the invite; throws if it could not be sent. */
   async invite() {
     this.state = 'ringing';
+    // Streams named, and described (MSC3077, what Element and matrix-js-sdk read): a track
+    // without a stream is dropped by those clients.
+    const { sdp, streams } = ensureStreamIds(this.offerSdp);
+    const metadata = Object.fromEntries(streams.map((id) => [id, { purpose: 'm.usermedia', audio_muted: false,
+      video_muted: false }]));
     await this.send('m.call.invite', { ...this.base(), lifetime: this.lifetimeMs,
-      offer: { type: 'offer', sdp: this.offerSdp } });
+      offer: { type: 'offer', sdp }, 'org.matrix.msc3077.sdp_stream_metadata': metadata });
     if (this.state === 'ringing')
       this.lifetimeTimer = this.timer(this.lifetimeMs, () => {
         if (this.state !== 'ringing')

@@ -81,3 +81,31 @@ export function mergeCandidates(sdp, candidates, endOfCandidates = false) {
 export function looksLikeSdp(sdp) {
   return typeof sdp === 'string' && sdp.startsWith('v=0') && /\r?\nm=/.test(sdp) && sdp.length <= 256 * 1024;
 }
+
+/**
+ * Make sure every sending media section names its stream (a=msid): Matrix clients
+ * (matrix-js-sdk, Element) ignore a remote track that belongs to no stream. Sections without
+ * one get the stream "call-assistant". Returns {sdp, streams: [stream ids]}.
+ */
+export function ensureStreamIds(sdp) {
+  const { session, media } = parseSections(sdp);
+  const streams = new Set();
+  media.forEach((section, i) => {
+    const dir = section.find((l) => /^a=(sendonly|sendrecv|recvonly|inactive)$/.test(l)) || 'a=sendrecv';
+    if (section[0].split(' ')[1] === '0' || dir === 'a=recvonly' || dir === 'a=inactive')
+      return;
+    const msid = section.find((l) => l.startsWith('a=msid:'));
+    if (msid) {
+      const id = msid.slice('a=msid:'.length).split(' ')[0];
+      if (id && id !== '-') {
+        streams.add(id);
+        return;
+      }
+      section.splice(section.indexOf(msid), 1);
+    }
+    const kind = section[0].slice(2).split(' ')[0];
+    section.push(`a=msid:call-assistant ${kind}-${mid(section) ?? i}`);
+    streams.add('call-assistant');
+  });
+  return { sdp: [...session, ...media.flat()].join('\r\n') + '\r\n', streams: [...streams] };
+}

@@ -21,7 +21,10 @@ test('invite carries the offer; the answer is selected and relayed with its cand
   const { call, sent, out } = makeCall();
   await call.invite();
   assert.equal(sent[0].type, 'm.call.invite');
-  assert.equal(sent[0].content.offer.sdp, OFFER);
+  // The offer goes out as it came, with its stream named and described for Matrix clients.
+  assert.equal(sent[0].content.offer.sdp, `${OFFER}a=msid:call-assistant video-0\r\n`);
+  assert.deepEqual(sent[0].content['org.matrix.msc3077.sdp_stream_metadata'],
+    { 'call-assistant': { purpose: 'm.usermedia', audio_muted: false, video_muted: false } });
   assert.equal(sent[0].content.version, '1');
   assert.equal(sent[0].content.lifetime, 60000);
   const id = call.callId;

@@ -105,7 +105,7 @@ test('a call: invite with the offer, answer relayed as FLOW_SIGNAL with candidat
   assert.equal(resp.entity.state, 'ringing');
   const invite = sentBy(BOT, 'm.call.invite').at(-1);
   assert.equal(invite.room_id, ROOM);
-  assert.equal(invite.content.offer.sdp, OFFER);
+  assert.equal(invite.content.offer.sdp, `${OFFER}a=msid:call-assistant video-0\r\n`);
   assert.equal(invite.content.version, '1');
   const callId = invite.content.call_id;
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { candidateCounts, hasCandidates, looksLikeSdp, mergeCandidates } from '../src/sdp.js';
+import { candidateCounts, ensureStreamIds, hasCandidates, looksLikeSdp, mergeCandidates } from '../src/sdp.js';
 
 const ANSWER = ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0 1',
   'm=video 9 UDP/TLS/RTP/SAVPF 96', 'c=IN IP4 0.0.0.0', 'a=mid:0', 'a=rtpmap:96 VP8/90000',
@@ -39,4 +39,15 @@ test('looksLikeSdp', () => {
   assert.ok(!looksLikeSdp('hello'));
   assert.ok(!looksLikeSdp('v=0\r\ns=-\r\n'));
   assert.ok(!looksLikeSdp(undefined));
+});
+
+test('sending sections get a stream id; existing ones are kept and reported', () => {
+  const offer = ANSWER.replace('a=mid:0', 'a=mid:0\r\na=sendonly').replace('a=mid:1', 'a=mid:1\r\na=msid:cam audio1');
+  const { sdp, streams } = ensureStreamIds(offer);
+  assert.deepEqual(streams.sort(), ['call-assistant', 'cam']);
+  assert.match(sdp, /a=sendonly\r\n(.*\r\n)*a=msid:call-assistant video-0\r\nm=audio/);
+  assert.equal(sdp.match(/a=msid:/g).length, 2);
+  // "-" is no stream: replaced; recvonly sections send nothing and get none.
+  assert.deepEqual(ensureStreamIds(ANSWER.replace('a=mid:0', 'a=mid:0\r\na=msid:- t')).streams, ['call-assistant']);
+  assert.deepEqual(ensureStreamIds(ANSWER.replace(/a=mid:(\d)/g, 'a=mid:$1\r\na=recvonly')).streams, []);
 });
