@@ -225,7 +225,13 @@ export class MatrixHomeserverDouble {
     switch (p) {
     case '/_double/users': this.addUser(b.user_id, b.token); return {};
     case '/_double/rooms': this.addRoom(b.room_id, { alias: b.alias, invite: b.invite || [] }); return {};
-    case '/_double/revoke': this.revoked.add(b.token); return {};
+    case '/_double/revoke':
+      // Like a real server, the token stops working at once: pending long-polls end now, and
+      // the client's next request gets 401.
+      this.revoked.add(b.token);
+      for (const w of [...this.waiters])
+        w(true);
+      return {};
     case '/_double/restore': this.revoked.delete(b.token); return {};
     case '/_double/fault': this.fault(b.path, b.status, b.count ?? 1, b.retry_after_ms ?? null); return {};
     case '/_double/send': {
@@ -339,7 +345,7 @@ export class MatrixHomeserverDouble {
     if (from !== null && timeout > 0 && !this.events.some((e) => e.pos > from && visible(e))) {
       await new Promise((resolve) => {
         const done = () => { clearTimeout(t); this.waiters.delete(w); resolve(); };
-        const w = () => { if (!this.server || this.events.some((e) => e.pos > from && visible(e))) done(); };
+        const w = (force = false) => { if (force || !this.server || this.events.some((e) => e.pos > from && visible(e))) done(); };
         const t = setTimeout(done, timeout);
         this.waiters.add(w);
       });
