@@ -114,10 +114,17 @@ class CastDevice(ConnectionStatusListener, CastStatusListener, MediaStatusListen
         if status.status == CONNECTION_STATUS_CONNECTED:
             self._update(connected=True, gone=False, reason="")
             return
-        address = f"{status.address.address}:{status.address.port}" if status.address else ""
-        ended = self._update(connected=False,
-                             reason=f"connection {status.status.lower().replace('_', ' ')} ({address})",
-                             end_flow="the device went away (connection {})".format(status.status.lower()))
+        address = f"{status.address.address}:{status.address.port}" if status.address and status.address.address \
+            else (self.friendly_name or self.entity_id)
+        reason = {
+            "CONNECTING": f"connecting to {address}",
+            "LOST": f"connection to {address} lost; reconnecting",
+            "FAILED": f"cannot connect to {address}; retrying",
+            "FAILED_RESOLVE": f"cannot resolve {address} over mDNS; retrying",
+            "DISCONNECTED": f"disconnected from {address}",
+        }.get(status.status, f"connection {status.status.lower()} ({address})")
+        ended = self._update(connected=False, reason=reason,
+                             end_flow=f"the device went away ({reason.split(';')[0]})")
         if ended:
             log.info("%s: %s", self.entity_id, ended[2])
 

@@ -20,6 +20,7 @@
 //   POST /_double/users   {user_id, token}                 add a user with an access token
 //   POST /_double/rooms   {room_id, alias?, invite: [user_id...]}   a room the invited may join
 //   POST /_double/revoke  {token} / /_double/restore {token}          401 M_UNKNOWN_TOKEN on/off
+//   POST /_double/kick    {room_id, user_id}                  the room's admin removes the user
 //   POST /_double/fault   {path, status, count, retry_after_ms?}      the next `count` requests
 //                          whose path contains `path` get `status` (429 or 5xx)
 //   GET  /_double/events?room_id=&type=                 events sent so far (what the module sent)
@@ -77,6 +78,12 @@ export class MatrixHomeserverDouble {
     room.members.set(creator, 'join');
     for (const u of invite)
       this.appendEvent(roomId, creator, 'm.room.member', { membership: 'invite' }, u);
+  }
+
+  /** The room's admin removes a user (m.room.member leave); they stay invited, so may join again. */
+  kick(roomId, userId) {
+    const admin = [...this.rooms.get(roomId).members.entries()].find(([u, m]) => m === 'join' && u !== userId)?.[0];
+    this.appendEvent(roomId, admin || userId, 'm.room.member', { membership: 'leave', reason: 'kicked' }, userId);
   }
 
   fault(path, status, count = 1, retryAfterMs = null) {
@@ -234,6 +241,7 @@ export class MatrixHomeserverDouble {
       return {};
     case '/_double/restore': this.revoked.delete(b.token); return {};
     case '/_double/fault': this.fault(b.path, b.status, b.count ?? 1, b.retry_after_ms ?? null); return {};
+    case '/_double/kick': this.kick(b.room_id, b.user_id); return {};
     case '/_double/send': {
       if (!this.rooms.has(b.room_id))
         throw new MatrixHttpError(404, 'M_NOT_FOUND', 'no such room');
@@ -361,8 +369,16 @@ export class MatrixHomeserverDouble {
           state_key: e.state_key, sender: e.sender, content: e.content })) } };
         continue;
       }
-      if (ms !== 'join')
+      if (ms !== 'join') {
+        // Left or kicked since `since`: the room's events up to the leave, under rooms.leave.
+        const left = from === null ? [] : this.events.filter((e) => e.room_id === roomId && e.pos > from);
+        const at = left.findIndex((e) => e.type === 'm.room.member' && e.state_key === user &&
+          (e.content.membership === 'leave' || e.content.membership === 'ban'));
+        if (at >= 0)
+          rooms.leave[roomId] = { state: { events: [] }, account_data: { events: [] },
+            timeline: { events: left.slice(0, at + 1).map((e) => this.clientEvent(e, token)), limited: false } };
         continue;
+      }
       const newer = this.events.filter((e) => e.room_id === roomId && (from === null || e.pos > from));
       // A room joined since `since` (or an initial sync) gets its whole state.
       const joinedNow = from === null || newer.some((e) => e.type === 'm.room.member' && e.state_key === user);

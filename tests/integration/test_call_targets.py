@@ -203,7 +203,7 @@ class CallTargets(unittest.TestCase):
         # The cast device killed and back.
         self.tv.kill()
         gone = self.entity(cc, "tv", lambda e: e.state == "unavailable", "tv unavailable")
-        self.assertIn("connection", gone.attributes["reason"])
+        self.assertRegex(gone.attributes["reason"], "connect")
         self.tv.start()
         self.entity(cc, "tv", lambda e: e.state == "idle", "tv back", timeout=30)
 

@@ -191,6 +191,15 @@ test('401 (token revoked): ERROR with the reason, retried until the token works 
   await waitFor(() => rec.lastState()?.state === 'MODULE_STATE_READY', 20000, 'READY after the token works');
 });
 
+test('kicked from the room: unavailable with the reason, and joined again', async () => {
+  const joins = () => hs.requests.filter(([m, p]) => m === 'POST' && p.includes('/join/')).length;
+  const n = joins();
+  hs.kick(ROOM, BOT);
+  await waitFor(async () => /membership is now 'leave'/.test((await entity('family')).attributes.reason || ''), 10000,
+    'family unavailable after the kick');
+  await waitFor(async () => (await entity('family')).state === 'idle' && joins() > n, 10000, 'family joined again');
+});
+
 test('429 on join: the room waits out retry-after, with the reason in its state', async () => {
   hs.addRoom('!late:double.test', { invite: [BOT] });
   hs.fault('/join/!late:double.test', 429, 1, 400);
