@@ -9,24 +9,27 @@ not silently fall back to a default.
 Module configuration (ApplyConfig):
 
     {
-      "devices": [                      # optional, default []
-        {"name": "living-room",         # required, unique, [A-Za-z0-9_.-]{1,64}
+      "devices": [                      # optional, default []: devices by address
+        {"name": "living-room",         # required, unique, [A-Za-z0-9_.-]{1,64}: the entity id
          "host": "192.168.1.20",        # required, IPv4/IPv6 address or hostname
          "port": 8009}                  # optional, 1..65535, default 8009
       ],
-      "discovery": false                # optional, default false: mDNS discovery
+      "discovery": false,               # optional, default false: find devices over mDNS
+      "mdns_interfaces": ["192.168.1.5"],  # optional: local addresses to run mDNS on
+                                        # (default: every interface)
+      "retry_interval_ms": 5000         # optional, 100..600000: reconnect wait for a device
     }
 
-cast_target entity configuration (CreateEntity / ConfigureEntity):
+cast_target entity configuration (ConfigureEntity):
 
-    {"device": "living-room",           # required: name of a configured device
-     "volume": 0.5}                     # optional, 0.0..1.0, default 1.0
+    {"volume": 0.5}                     # optional, 0.0..1.0: set the device's volume
 """
 
 import ipaddress
 import re
 
 DEFAULT_CAST_PORT = 8009
+DEFAULT_RETRY_MS = 5000
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
@@ -122,7 +125,7 @@ def validate_module_config(config):
     if not isinstance(config, dict):
         return None, [FieldError("", "configuration must be an object")]
     errors = []
-    _check_keys(config, ("devices", "discovery"), "", errors)
+    _check_keys(config, ("devices", "discovery", "mdns_interfaces", "retry_interval_ms"), "", errors)
 
     devices = []
     raw_devices = config.get("devices", [])
@@ -147,31 +150,35 @@ def validate_module_config(config):
     if not isinstance(discovery, bool):
         errors.append(FieldError("discovery", "must be true or false"))
 
+    interfaces = config.get("mdns_interfaces", [])
+    if not isinstance(interfaces, list):
+        errors.append(FieldError("mdns_interfaces", "must be a list of IP addresses"))
+        interfaces = []
+    for i, addr in enumerate(interfaces):
+        try:
+            ipaddress.ip_address(addr if isinstance(addr, str) else "")
+        except ValueError:
+            errors.append(FieldError(f"mdns_interfaces[{i}]", "must be an IP address of a local interface"))
+
+    retry = _int_value(config.get("retry_interval_ms", DEFAULT_RETRY_MS))
+    if retry is None or not 100 <= retry <= 600000:
+        errors.append(FieldError("retry_interval_ms", "must be an integer in 100..600000"))
+
     if errors:
         return None, errors
-    return {"devices": devices, "discovery": discovery}, []
+    return {"devices": devices, "discovery": discovery, "mdns_interfaces": list(interfaces),
+            "retry_interval_ms": retry}, []
 
 
-def validate_entity_config(config, device_names):
-    """Check a cast_target entity's configuration against the configured
-    devices; returns (normalized config, errors)."""
+def validate_entity_config(config):
+    """Check a cast_target entity's configuration; returns (normalized config, errors)."""
     if not isinstance(config, dict):
         return None, [FieldError("", "configuration must be an object")]
     errors = []
-    _check_keys(config, ("device", "volume"), "", errors)
-
-    device = config.get("device")
-    if device is None:
-        errors.append(FieldError("device", "is required"))
-    elif not isinstance(device, str):
-        errors.append(FieldError("device", "must be a string"))
-    elif device not in device_names:
-        errors.append(FieldError("device", f"no configured device named {device!r}"))
-
-    volume = config.get("volume", 1.0)
-    if not _is_number(volume) or not 0.0 <= volume <= 1.0:
+    _check_keys(config, ("volume",), "", errors)
+    volume = config.get("volume")
+    if volume is not None and (not _is_number(volume) or not 0.0 <= volume <= 1.0):
         errors.append(FieldError("volume", "must be a number in 0.0..1.0"))
-
     if errors:
         return None, errors
-    return {"device": device, "volume": float(volume)}, []
+    return ({"volume": float(volume)} if volume is not None else {}), []

@@ -8,15 +8,19 @@ write only the ModuleService part (see chromecast_module.py).  It provides:
                               CALL_ASSISTANT_ORCHESTRATOR, CREDENTIALS_DIRECTORY)
   * setup_logging()           stderr logging that journald tags and levels
   * HealthServicer            the standard grpc.health.v1.Health service
-  * OrchestratorClient        ReportState/ReportEvent calls, with the module
-                              token sent as metadata on every call
+  * OrchestratorClient        ReportState/ReportEvent calls (entity events, flow
+                              signals and ends), with the module token sent as
+                              metadata on every call
   * ModuleServer              a grpcio server on 127.0.0.1:$GRPC_PORT that
-                              stops gracefully on SIGTERM, SIGINT or request
+                              refuses ModuleService calls without the module's
+                              token and stops gracefully on SIGTERM, SIGINT or
+                              request
 
 The generated stubs (callassistant.v1, grpc_health.v1) are built by meson into
 this folder; see docs/writing-a-module.md.
 """
 
+import hmac
 import logging
 import os
 import signal
@@ -108,13 +112,15 @@ class ModuleEnv:
 
     @staticmethod
     def _read_token(environ):
-        """The module's secret, handed over by systemd (LoadCredential=) as a
-        file in $CREDENTIALS_DIRECTORY; never in the environment, which other
-        local users can read."""
-        creddir = environ.get("CREDENTIALS_DIRECTORY")
-        if not creddir:
-            return None
-        path = os.path.join(creddir, TOKEN_CREDENTIAL_NAME)
+        """The module's secret: the file $CALL_ASSISTANT_TOKEN_FILE, else
+        $CREDENTIALS_DIRECTORY/module-token (systemd's LoadCredential=); never
+        the environment itself, which other local users can read."""
+        path = environ.get("CALL_ASSISTANT_TOKEN_FILE")
+        if not path:
+            creddir = environ.get("CREDENTIALS_DIRECTORY")
+            if not creddir:
+                return None
+            path = os.path.join(creddir, TOKEN_CREDENTIAL_NAME)
         try:
             with open(path, encoding="utf-8") as f:
                 token = f.read().strip()
@@ -124,6 +130,38 @@ class ModuleEnv:
             log.warning("cannot read %s: %s, ignoring", path, e)
             return None
         return token or None
+
+
+def token_matches(expected, metadata):
+    """Constant-time check of the x-call-assistant-module-token metadata."""
+    if not expected:
+        return False
+    got = [v for k, v in (metadata or ()) if k == TOKEN_METADATA_KEY]
+    if len(got) != 1 or not isinstance(got[0], str):
+        return False
+    return hmac.compare_digest(got[0].encode(), expected.encode())
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Only the orchestrator may call a module: every ModuleService call must carry the
+    module's own token (health checks need none: they say nothing secret)."""
+
+    PROTECTED = "/callassistant.v1.ModuleService/"
+
+    def __init__(self, token):
+        self._token = token
+
+        def deny(_request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          f"missing or wrong {TOKEN_METADATA_KEY}" if token
+                          else "this module has no token: it accepts no calls")
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(self.PROTECTED) and \
+                not token_matches(self._token, handler_call_details.invocation_metadata):
+            return self._deny
+        return continuation(handler_call_details)
 
 
 # --------------------------------------------------------------------------
@@ -220,6 +258,10 @@ class OrchestratorClient:
         return self._call("ReportState", orchestrator_pb2.ReportStateRequest(
             state=state, message=message))
 
+    def report_event(self, event):
+        """event: an orchestrator_pb2.Event (entity events, KIND_FLOW_SIGNAL, KIND_FLOW_ENDED)."""
+        return self._call("ReportEvent", event)
+
     def close(self):
         if self._channel is not None:
             self._channel.close()
@@ -236,13 +278,14 @@ class ModuleServer:
     stop is requested by SIGTERM/SIGINT (systemd's stop), or by
     request_stop() (the Shutdown RPC); wait() returns once it has stopped."""
 
-    def __init__(self, port, max_workers=8, grace=5.0):
+    def __init__(self, port, token, max_workers=8, grace=5.0):
         self.port = port
         self.grace = grace
         self._stop_requested = threading.Event()
         # SO_REUSEPORT is grpcio's default: without turning it off, a second
         # process could bind the same port and silently share our traffic.
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                  interceptors=[TokenInterceptor(token)],
                                   options=[("grpc.so_reuseport", 0)])
 
     def start(self):

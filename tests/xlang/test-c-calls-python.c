@@ -51,10 +51,17 @@ static void on_done(RpcClientCall *c, int status, const char *message, const Pro
 }
 
 /* A unary call; the response (if any) is the caller's to free. */
+/* The module's token: the module refuses ModuleService calls without it. */
+#define TOKEN "xlang-token-4f1c"
+static const char *call_token = TOKEN;
+static char token_file[] = "/tmp/ca-xlang-token-XXXXXX";
+
 static Result call(const char *method, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *type,
                    unsigned flags) {
         Result r = { .type = type };
-        assert_int_equal(rpc_channel_call(ch, method, req, type, 15000, flags, NULL, 0, on_done, &r, NULL), 0);
+        RpcMetadata md = { .key = "x-call-assistant-module-token", .value = call_token };
+        assert_int_equal(rpc_channel_call(ch, method, req, type, 15000, flags, &md, call_token ? 1 : 0, on_done, &r,
+                                          NULL), 0);
         assert_int_equal(rpc_wait_for(event, &r.done, 20000), 0);
         return r;
 }
@@ -80,6 +87,10 @@ static int setup(void **state) {
         assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
         close(fd);
         snprintf(port, sizeof(port), "%u", ntohs(a.sin_port));
+        fd = mkstemp(token_file);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, TOKEN "\n", strlen(TOKEN) + 1), (ssize_t)strlen(TOKEN) + 1);
+        close(fd);
 
         child = fork();
         assert_true(child >= 0);
@@ -89,6 +100,7 @@ static int setup(void **state) {
                 setenv("GRPC_PORT", port, 1);
                 unsetenv("CALL_ASSISTANT_ORCHESTRATOR");
                 unsetenv("CREDENTIALS_DIRECTORY");
+                setenv("CALL_ASSISTANT_TOKEN_FILE", token_file, 1);
                 execl("/usr/bin/python3", "python3", "chromecast_module.py", NULL);
                 _exit(127);
         }
@@ -107,6 +119,7 @@ static int teardown(void **state) {
                 kill(child, SIGKILL);
                 waitpid(child, NULL, 0);
         }
+        (void)unlink(token_file);
         return 0;
 }
 
@@ -161,18 +174,18 @@ static void test_every_rpc(void **state) {
         assert_non_null(strstr(r.message, "/x"));
         done(&r);
 
-        cfg.config_json = (char *)"{\"devices\": [{\"name\": \"tv\", \"host\": \"192.0.2.10\"}]}";
+        /* loopback only: the module connects to the devices it is given (nothing listens on port 9) */
+        cfg.config_json = (char *)"{\"devices\": [{\"name\": \"tv\", \"host\": \"127.0.0.1\", \"port\": 9}]}";
         r = call(MS("ApplyConfig"), &cfg.base, &callassistant__v1__apply_config_response__descriptor, 0);
         assert_int_equal(r.status, RPC_OK);
         assert_int_equal(((Callassistant__V1__ApplyConfigResponse *)r.response)->state,
                          CALLASSISTANT__V1__MODULE_STATE__MODULE_STATE_READY);
         done(&r);
 
+        /* Entities come from the configuration (and mDNS discovery): "tv" is one. */
         ce.name = (char *)"living room";
         r = call(MS("CreateEntity"), &ce.base, &callassistant__v1__entity__descriptor, 0);
-        assert_int_equal(r.status, RPC_OK);
-        snprintf(id, sizeof(id), "%s", ((Callassistant__V1__Entity *)r.response)->id);
-        assert_string_equal(((Callassistant__V1__Entity *)r.response)->type, "cast_target");
+        assert_int_equal(r.status, RPC_FAILED_PRECONDITION);
         done(&r);
 
         ce.type = (char *)"toaster";
@@ -180,30 +193,40 @@ static void test_every_rpc(void **state) {
         assert_int_equal(r.status, RPC_NOT_FOUND);
         done(&r);
 
-        ke.id = id;
-        ke.config_json = (char *)"{\"device\": \"tv\", \"volume\": 0.25}";
-        r = call(MS("ConfigureEntity"), &ke.base, &callassistant__v1__entity__descriptor, 0);
-        assert_int_equal(r.status, RPC_OK);
-        assert_non_null(strstr(((Callassistant__V1__Entity *)r.response)->config_json, "0.25"));
-        done(&r);
-        ke.config_json = (char *)"{\"device\": \"radio\"}";
-        r = call(MS("ConfigureEntity"), &ke.base, &callassistant__v1__entity__descriptor, 0);
-        assert_int_equal(r.status, RPC_INVALID_ARGUMENT);
-        assert_non_null(strstr(r.message, "/device"));
-        done(&r);
-
         r = call(MS("ListEntities"), &le.base, &callassistant__v1__list_entities_response__descriptor, 0);
         assert_int_equal(r.status, RPC_OK);
         assert_int_equal(((Callassistant__V1__ListEntitiesResponse *)r.response)->n_entities, 1);
+        snprintf(id, sizeof(id), "%s", ((Callassistant__V1__ListEntitiesResponse *)r.response)->entities[0]->id);
+        assert_string_equal(id, "tv");
+        assert_string_equal(((Callassistant__V1__ListEntitiesResponse *)r.response)->entities[0]->type, "cast_target");
+        done(&r);
+
+        ke.id = id;
+        ke.config_json = (char *)"{\"volume\": 2}";
+        r = call(MS("ConfigureEntity"), &ke.base, &callassistant__v1__entity__descriptor, 0);
+        assert_int_equal(r.status, RPC_INVALID_ARGUMENT);
+        assert_non_null(strstr(r.message, "/volume"));
+        done(&r);
+        ke.id = (char *)"radio";
+        r = call(MS("ConfigureEntity"), &ke.base, &callassistant__v1__entity__descriptor, 0);
+        assert_int_equal(r.status, RPC_NOT_FOUND);
         done(&r);
 
         de.id = id;
         r = call(MS("DestroyEntity"), &de.base, &callassistant__v1__destroy_entity_response__descriptor, 0);
-        assert_int_equal(r.status, RPC_OK);
+        assert_int_equal(r.status, RPC_FAILED_PRECONDITION);
         done(&r);
-        r = call(MS("DestroyEntity"), &de.base, &callassistant__v1__destroy_entity_response__descriptor, 0);
-        assert_int_equal(r.status, RPC_NOT_FOUND);
+
+        /* Without the module's token, or with another, every ModuleService call is refused. */
+        call_token = NULL;
+        r = call(MS("ListEntities"), &le.base, &callassistant__v1__list_entities_response__descriptor, 0);
+        assert_int_equal(r.status, RPC_UNAUTHENTICATED);
         done(&r);
+        call_token = "not-the-token";
+        r = call(MS("ListEntities"), &le.base, &callassistant__v1__list_entities_response__descriptor, 0);
+        assert_int_equal(r.status, RPC_UNAUTHENTICATED);
+        done(&r);
+        call_token = TOKEN;
 
         /* Shutdown: it answers, then exits cleanly. */
         sd.deadline_ms = 3000;
