@@ -48,6 +48,32 @@ class Lifecycle(unittest.TestCase):
         bad = subprocess.run([CTL, "status", "nosuch"], env=env, capture_output=True, text=True)
         self.assertEqual(bad.returncode, 4)
 
+    def test_module_sandbox_state_directory_and_main_process(self):
+        # What docs/writing-a-module.md promises a module: its command is exec'd (the program is
+        # the unit's main process), its folder is read-only, /tmp is private and emptied on
+        # every stop, and $STATE_DIRECTORY persists across restarts.
+        o = self.run_orch("probe", [dict(dir="prober", mode="probe")])
+        unit = "call-assistant-module@prober.service"
+        state_dir = "/var/lib/call-assistant-modules/prober"
+        self.addCleanup(lambda: inside("rm", "-rf", state_dir, "/var/lib/private/call-assistant-modules/prober"))
+        first = o.wait_state("prober", "READY")
+        comm = inside("cat", f"/proc/{first.main_pid}/comm").stdout.strip()
+        self.assertEqual(comm, "fixture-module", "the unit's main process must be the module, not /bin/sh")
+
+        def probe_lines():
+            out = inside("journalctl", "-u", unit, "-o", "cat", "--no-pager").stdout
+            return [l for l in out.splitlines() if l.startswith("fixture: probe ")]
+        lines = wait_until(probe_lines, 10, "the probe line in the journal")
+        self.assertEqual(lines[-1], "fixture: probe starts=1 folder-writable=0 tmp-left=0")
+        self.assertEqual(inside("cat", f"{state_dir}/starts").stdout.strip(), "1")
+
+        # Restarted through systemd: a new process, /tmp empty again, the state kept.
+        r = inside("systemctl", "restart", unit)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: len(probe_lines()) == 2, 15, "the second probe line")
+        self.assertEqual(probe_lines()[-1], "fixture: probe starts=2 folder-writable=0 tmp-left=0")
+        self.assertEqual(inside("cat", f"{state_dir}/starts").stdout.strip(), "2")
+
     def test_kill9_restarted_by_systemd_and_ready_again(self):
         o = self.run_orch("kill", [dict(dir="victim")])
         before = o.wait_state("victim", "READY")
