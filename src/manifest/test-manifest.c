@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "graph/check.h"
 #include "graph/dep-graph.h"
 #include "manifest/module-discovery.h"
 
@@ -322,6 +323,26 @@ static void test_control_characters_are_escaped(void **state) {
         diagnostics_done(&d);
 }
 
+static void test_check_escapes_names(void **state) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        /* What call-assistantctl check prints: the diagnostics and the "disabled:" lines. */
+        write_file("bad\x1b[31m\x07/module.yaml", "name: \"x\\e[2J\"\nversion: \"1\"\ncommand: x\n");
+        write_file("ok/module.yaml", GOOD("ok", "[]"));
+        f = open_memstream(&buf, &size);
+        assert_non_null(f);
+        assert_int_equal(modules_check(root, f), -EINVAL);
+        fclose(f);
+        assert_null(strchr(buf, '\x1b'));
+        assert_null(strchr(buf, '\a'));
+        if (!strstr(buf, "disabled: x\\x1b[2J (bad\\x1b[31m\\x07): invalid manifest"))
+                fail_msg("%s", buf);
+        assert_non_null(strstr(buf, "start order: ok\n"));
+        free(buf);
+}
+
 static void test_unknown_key_is_a_warning(void **state) {
         Diagnostics d = {};
         Manifest *m = NULL;
@@ -411,6 +432,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unknown_key_is_a_warning, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_null_is_not_a_string, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_control_characters_are_escaped, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_check_escapes_names, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_size_and_depth_are_capped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_special_files, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_symlinked_module_folder, setup, teardown),

@@ -74,6 +74,20 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(probe_lines()[-1], "fixture: probe starts=2 folder-writable=0 tmp-left=0")
         self.assertEqual(inside("cat", f"{state_dir}/starts").stdout.strip(), "2")
 
+    def test_refused_schema_shown_in_status(self):
+        # A schema the config service refuses (a pattern with \S) makes the module ERROR with the
+        # reason, in `call-assistantctl status`, not only in the orchestrator's journal.
+        o = self.run_orch("schema", [dict(dir="schemer", mode="bad-schema")])
+        err = o.wait_state("schemer", "ERROR")
+        self.assertIn("its configuration schema was refused: /properties/name/pattern: \\S (white space",
+                      err.status_message)
+        import subprocess
+        out = subprocess.run([CTL, "status", "schemer"], capture_output=True, text=True,
+                             env=dict(os.environ, CALL_ASSISTANT_CONTROL_SOCKET=o.control))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"State: ERROR \(its configuration schema was refused: "
+                                     r"/properties/name/pattern: \\S \(white space")
+
     def test_kill9_restarted_by_systemd_and_ready_again(self):
         o = self.run_orch("kill", [dict(dir="victim")])
         before = o.wait_state("victim", "READY")
