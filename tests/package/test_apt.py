@@ -3,8 +3,11 @@
 tests/sandbox/ca-sandbox with the packages in WORK/v1 and the newer build in WORK/v2):
 
 apt install -> call-assistant.service enabled and started -> every bundled module's unit
-active, its own lines in `journalctl -u` -> call-assistantctl list / config set -> stop and
-start: ports kept -> apt remove -> apt purge: nothing of ours left.
+active, its own lines in `journalctl -u` -> call-assistantctl list / config set -> upgrade to a
+newer build and `systemctl restart`: module PIDs and ports unchanged -> a broken edit of
+/etc/call-assistant/call-assistant.yaml, then reload and restart: refused with the file's
+line, every module still running -> fixed, started: modules adopted -> stop and start: ports
+kept -> apt remove -> apt purge: nothing of ours left.
 
 Every command runs inside the container (systemctl, journalctl, apt-get, call-assistantctl),
 as the administrator would. Prints "ok - STEP" / "not ok - STEP"; stops at the first failure
@@ -27,6 +30,7 @@ SANDBOX = os.environ["CA_SANDBOX_EXEC"]
 UPPER = os.path.join(os.environ["CA_SANDBOX_DIR"], "upper")
 PACKAGES = ["call-assistant", "libcall-assistant-module1"]
 CHROMECAST_CONFIG = '{"devices": [{"name": "tv", "host": "192.0.2.10"}]}'
+CONFIG_FILE = "/etc/call-assistant/call-assistant.yaml"
 
 
 class StepFailed(Exception):
@@ -152,6 +156,89 @@ class Operator:
         mods = modules()
         return {name: (main_pid(unit), mods[name]["port"]) for name, unit in self.units.items()}
 
+    def daemon_pid(self):
+        return main_pid("call-assistant.service")
+
+    def same_modules(self, what):
+        """Every module still runs as the same process, on the same port, READY again."""
+        wait_until(lambda: len(modules()) == len(self.units) and
+                   all(m.get("state") == "READY" for m in modules().values()), 30,
+                   f"every module READY after {what}")
+        now = self.take_snapshot()
+        for name, (pid, port) in self.snapshot.items():
+            if now[name] != (pid, port):
+                raise StepFailed(f"{name}: (pid, port) {pid, port} before {what}, {now[name]} after")
+            if is_active(self.units[name]) != "active":
+                raise StepFailed(f"{self.units[name]} not active after {what}")
+
+    def upgrade_keeps_modules(self):
+        daemon = self.daemon_pid()
+        must("apt-get", "install", "-y", "--no-install-recommends", *debs("v2"), timeout=300)
+        version = must("dpkg-query", "-W", "-f=${Version}", "call-assistant")
+        if not version.endswith("+upgrade1"):
+            raise StepFailed(f"call-assistant {version} installed, expected the newer build")
+        wait_until(lambda: is_active("call-assistant.service") == "active" and self.daemon_pid() not in (0, daemon),
+                   30, "the new daemon active")
+        self.same_modules("the upgrade")
+        log = inside("journalctl", "-u", "call-assistant", "--no-pager", "-o", "cat").stdout
+        if "Stopping modules in reverse dependency order" in log:
+            raise StepFailed("the upgrade stopped the modules:\n" + log[-2000:])
+        return f"upgrade to {version}: daemon restarted, module PIDs and ports unchanged, still READY"
+
+    def restart_keeps_modules(self):
+        daemon = self.daemon_pid()
+        must("systemctl", "restart", "call-assistant.service")
+        if self.daemon_pid() in (0, daemon):
+            raise StepFailed("systemctl restart did not start a new daemon")
+        self.same_modules("systemctl restart")
+        return "systemctl restart call-assistant: module PIDs and ports unchanged (adopted)"
+
+    def broken_config_reload(self):
+        self.good_config = must("cat", CONFIG_FILE)
+        inside("sh", "-c", f"printf 'health:\\n  interval_ms: [5000\\n' >> {CONFIG_FILE}")
+        daemon = self.daemon_pid()
+        p = inside("systemctl", "reload", "call-assistant.service")
+        if p.returncode == 0:
+            raise StepFailed("systemctl reload accepted a broken file")
+        status = inside("systemctl", "status", "--no-pager", "-n", "20", "call-assistant.service").stdout
+        if not re.search(r"call-assistant\.yaml:\d+:\d+: error: ", status):
+            raise StepFailed(f"no file:line:column error in systemctl status:\n{status}")
+        if is_active("call-assistant.service") != "active" or self.daemon_pid() != daemon:
+            raise StepFailed("the daemon did not stay up after a refused reload")
+        self.same_modules("a refused reload")
+        return "broken edit + systemctl reload: refused (file:line:column in systemctl status), all running"
+
+    def broken_config_restart(self):
+        p = inside("systemctl", "restart", "call-assistant.service")
+        if p.returncode == 0:
+            raise StepFailed("systemctl restart accepted a broken file")
+        # Refused once, not restarted over and over (RestartPreventExitStatus=78).
+        state = is_active("call-assistant.service")
+        show = inside("systemctl", "show", "-P", "ExecMainStatus", "call-assistant.service").stdout.strip()
+        if state != "failed" or show != "78":
+            raise StepFailed(f"call-assistant.service is {state} (exit status {show}), expected failed with 78")
+        status = inside("systemctl", "status", "--no-pager", "-n", "20", "call-assistant.service").stdout
+        for needle in ("Configuration refused", "call-assistant.yaml:"):
+            if needle not in status:
+                raise StepFailed(f"'{needle}' not in systemctl status:\n{status}")
+        for name, (pid, _) in self.snapshot.items():
+            if main_pid(self.units[name]) != pid or is_active(self.units[name]) != "active":
+                raise StepFailed(f"{name} did not keep running while the daemon refused its file")
+        return "broken edit + systemctl restart: refused once with the file's line, every module still running"
+
+    def fixed_config_start(self):
+        inside("sh", "-c", f"cat > {CONFIG_FILE}", input=self.good_config)
+        must("systemctl", "start", "call-assistant.service")
+        self.same_modules("the fix and start")
+        return "fixed file + systemctl start: the modules are adopted (same PIDs and ports)"
+
+    def help_names_the_config(self):
+        out = must("call-assistant", "--help")
+        unit = must("systemctl", "cat", "call-assistant.service")
+        if CONFIG_FILE not in out or f"--config {CONFIG_FILE}" not in unit:
+            raise StepFailed(f"--help or the unit does not name {CONFIG_FILE}:\n{out}\n{unit}")
+        return f"call-assistant --help and the unit name {CONFIG_FILE}"
+
     def stop_start_keeps_ports(self):
         must("systemctl", "stop", "call-assistant.service")
         for unit in self.units.values():
@@ -235,7 +322,9 @@ def leftovers_in(upper):
 def main():
     op = Operator()
     steps = [op.install, op.service_enabled_and_started, op.bundled_modules_active, op.journal_has_module_lines,
-             op.ctl_list, op.config_set, op.stop_start_keeps_ports, op.remove, op.purge]
+             op.ctl_list, op.config_set, op.upgrade_keeps_modules, op.restart_keeps_modules,
+             op.broken_config_reload, op.broken_config_restart, op.fixed_config_start, op.help_names_the_config,
+             op.stop_start_keeps_ports, op.remove, op.purge]
     for step in steps:
         t0 = time.monotonic()
         try:
