@@ -143,7 +143,8 @@ int discovery_scan(const char *root, ModuleSet *ret, Diagnostics *d) {
                 module_set_done(ret);
                 return r;
         }
-        qsort(ret->items, ret->n, sizeof(Manifest *), by_rel_dir);
+        if (ret->n > 1)
+                qsort(ret->items, ret->n, sizeof(Manifest *), by_rel_dir);
 
         /* Names are unique. */
         for (size_t i = 0; i < ret->n; i++)
