@@ -183,9 +183,11 @@ static int load_config(const Args *a, DaemonConfig *c) {
             override(&c->control_socket, a->control_socket) < 0)
                 return log_oom();
         if (runtime_overridden) {
-                free(c->control_socket);
-                if (asprintf(&c->control_socket, "%s/control.sock", c->runtime_dir) < 0)
+                c->control_socket = mfree_str(c->control_socket);
+                if (asprintf(&c->control_socket, "%s/control.sock", c->runtime_dir) < 0) {
+                        c->control_socket = NULL;
                         return log_oom();
+                }
         }
         if (a->dev)
                 c->dev = true;
