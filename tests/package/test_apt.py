@@ -29,7 +29,8 @@ WORK = sys.argv[1]
 SANDBOX = os.environ["CA_SANDBOX_EXEC"]
 UPPER = os.path.join(os.environ["CA_SANDBOX_DIR"], "upper")
 PACKAGES = ["call-assistant", "libcall-assistant-module1"]
-CHROMECAST_CONFIG = '{"devices": [{"name": "tv", "host": "192.0.2.10"}]}'
+CHROMECAST_CONFIG = '{"devices": [], "discovery": false}'
+SETTLED = ("READY", "WAITING_FOR_CONFIG")
 CONFIG_FILE = "/etc/call-assistant/call-assistant.yaml"
 
 
@@ -141,14 +142,15 @@ class Operator:
         for name in self.units:
             if not re.search(rf"^{re.escape(name)}\s", out, re.M):
                 raise StepFailed(f"call-assistantctl list does not show {name}:\n{out}")
-        wait_until(lambda: modules().get("camera", {}).get("state") == "READY", 30, "camera READY")
-        wait_until(lambda: modules().get("chromecast", {}).get("state") == "WAITING_FOR_CONFIG", 30,
-                   "chromecast WAITING_FOR_CONFIG")
-        return "call-assistantctl list: camera READY, chromecast WAITING_FOR_CONFIG"
+        settled = wait_until(lambda: (lambda m: m if m and all(x["state"] in SETTLED for x in m.values()) else None)(
+            modules()), 60, f"every module {' or '.join(SETTLED)}")
+        self.states = {n: m["state"] for n, m in settled.items()}
+        return "call-assistantctl list: " + ", ".join(f"{n} {st}" for n, st in sorted(self.states.items()))
 
     def config_set(self):
         must("call-assistantctl", "config", "set", "chromecast", CHROMECAST_CONFIG)
         wait_until(lambda: modules().get("chromecast", {}).get("state") == "READY", 30, "chromecast READY")
+        self.states["chromecast"] = "READY"
         self.snapshot = self.take_snapshot()
         return "call-assistantctl config set chromecast ...: READY"
 
@@ -160,10 +162,10 @@ class Operator:
         return main_pid("call-assistant.service")
 
     def same_modules(self, what):
-        """Every module still runs as the same process, on the same port, READY again."""
-        wait_until(lambda: len(modules()) == len(self.units) and
-                   all(m.get("state") == "READY" for m in modules().values()), 30,
-                   f"every module READY after {what}")
+        """Every module still runs as the same process, on the same port, in its state again."""
+        wait_until(lambda: (lambda m: len(m) == len(self.units) and
+                            all(m[n].get("state") == st for n, st in self.states.items()))(modules()), 30,
+                   f"every module back in its state after {what}")
         now = self.take_snapshot()
         for name, (pid, port) in self.snapshot.items():
             if now[name] != (pid, port):
@@ -183,7 +185,7 @@ class Operator:
         log = inside("journalctl", "-u", "call-assistant", "--no-pager", "-o", "cat").stdout
         if "Stopping modules in reverse dependency order" in log:
             raise StepFailed("the upgrade stopped the modules:\n" + log[-2000:])
-        return f"upgrade to {version}: daemon restarted, module PIDs and ports unchanged, still READY"
+        return f"upgrade to {version}: daemon restarted, module PIDs and ports unchanged, states unchanged"
 
     def restart_keeps_modules(self):
         daemon = self.daemon_pid()
@@ -246,8 +248,9 @@ class Operator:
             if state == "active":
                 raise StepFailed(f"{unit} still active after systemctl stop call-assistant")
         must("systemctl", "start", "call-assistant.service")
-        wait_until(lambda: all(m.get("state") == "READY" for m in modules().values()) and len(modules()) ==
-                   len(self.units), 30, "every module READY again")
+        wait_until(lambda: (lambda m: len(m) == len(self.units) and
+                            all(m[n].get("state") == st for n, st in self.states.items()))(modules()), 60,
+                   "every module in its state again")
         after = self.take_snapshot()
         for name, (pid, port) in self.snapshot.items():
             if after[name][1] != port:
@@ -256,7 +259,7 @@ class Operator:
                 raise StepFailed(f"{name}: same pid {pid} after stop/start: it was not stopped")
         self.snapshot = after
         return ("systemctl stop/start call-assistant: modules stopped and started again, same ports, "
-                "chromecast configured again")
+                "chromecast configured again (READY)")
 
     def remove(self):
         must("apt-get", "remove", "-y", *PACKAGES, timeout=300)
