@@ -1,8 +1,8 @@
 /* JSON Schema subset for module configuration: compile, validate, defaults, secrets.
  *
  * Unsupported keywords are compile errors, never silently ignored: a schema that says more
- * than we can check must not be believed to be checked. "pattern" is POSIX ERE (regcomp with
- * REG_EXTENDED), not ECMA-262: no \d, \w, lookaround or lazy quantifiers. */
+ * than we can check must not be believed to be checked. "pattern" is ECMA-262, translated
+ * exactly to a POSIX ERE or refused with the reason (services/config/pattern.c). */
 #include <errno.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "services/config/pattern.h"
 #include "services/config/schema.h"
 
 /* json_decrefp() comes with jansson (2.9+). */
@@ -367,9 +368,12 @@ static int compile_keyword(Schema *s, const char *key, json_t *v, const char *pa
         if (strcmp(key, "pattern") == 0) {
                 if (!json_is_string(v))
                         return keyword_error(errors, path, key, "must be a string");
-                if (regcomp(&s->pattern, json_string_value(v), REG_EXTENDED | REG_NOSUB) != 0)
-                        return keyword_error(errors, path, key,
-                                             "invalid POSIX extended regular expression");
+                _cleanup_free_ char *why = NULL;
+                int k = pattern_compile(json_string_value(v), &s->pattern, &why);
+                if (k == -ENOMEM)
+                        return k;
+                if (k < 0)
+                        return keyword_error(errors, path, key, why);
                 s->has_pattern = true;
                 return 0;
         }
@@ -585,7 +589,7 @@ static int validate_string(const Schema *s, json_t *v, const char *path, SchemaE
                         return -ENOMEM;
                 n++;
         }
-        if (s->has_pattern && regexec(&s->pattern, json_string_value(v), 0, NULL, 0) != 0) {
+        if (s->has_pattern && !pattern_match(&s->pattern, json_string_value(v))) {
                 if (schema_errors_add(errors, path, "does not match pattern %s",
                                       json_string_value(json_object_get(s->json, "pattern"))) < 0)
                         return -ENOMEM;

@@ -16,6 +16,7 @@
 #include "ctl/ctl-flows.h"
 #include "ctl/ctl-logs.h"
 #include "graph/check.h"
+#include "manifest/diagnostics.h"
 #include "rpc/rpc.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -49,6 +50,23 @@ static json_t *info_json(const Callassistant__V1__ModuleInfo *i) {
                          deps, "entity_types", types);
 }
 
+/* Text from modules (state messages) and manifests (descriptions, folders) is untrusted:
+ * control characters are shown as \xNN, never sent raw to the terminal. */
+static const char *esc(const char *s) {
+        static char *ring[8]; /* the last few stay valid for one printf() */
+        static unsigned k;
+        size_t n = strlen(s) * 4 + 1;
+        char *b = malloc(n);
+
+        if (!b)
+                return "?";
+        diagnostics_escape(s, b, n);
+        free(ring[k % ELEMENTSOF(ring)]);
+        ring[k++ % ELEMENTSOF(ring)] = b;
+        return b;
+}
+#define ESC(s) esc(s)
+
 static int cmd_list(Client *c) {
         Callassistant__V1__ListModulesRequest req = CALLASSISTANT__V1__LIST_MODULES_REQUEST__INIT;
         Callassistant__V1__ListModulesResponse *resp;
@@ -72,7 +90,7 @@ static int cmd_list(Client *c) {
                         const Callassistant__V1__ModuleInfo *m = resp->modules[i];
                         char unit_state[64];
                         snprintf(unit_state, sizeof(unit_state), "%s/%s", m->active_state, m->sub_state);
-                        printf("%-20s %-19s %-22s %-6u %-8u %-11s\n", m->name, status_name(m->status), unit_state,
+                        printf("%-20s %-19s %-22s %-6u %-8u %-11s\n", ESC(m->name), status_name(m->status), ESC(unit_state),
                                m->port, m->n_restarts, health_name(m->health));
                 }
                 printf("\n%zu module(s).\n", resp->n_modules);
@@ -80,6 +98,7 @@ static int cmd_list(Client *c) {
         protobuf_c_message_free_unpacked(call.response, NULL);
         return EXIT_OK;
 }
+
 
 static int cmd_status(Client *c, const char *name) {
         Callassistant__V1__GetModuleRequest req = CALLASSISTANT__V1__GET_MODULE_REQUEST__INIT;
@@ -102,14 +121,14 @@ static int cmd_status(Client *c, const char *name) {
                         if (localtime_r(&t, &tm))
                                 strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
                 }
-                printf("%s - %s\n", m->name, m->description);
+                printf("%s - %s\n", ESC(m->name), ESC(m->description));
                 if (*m->status_message)
-                        printf("       State: %s (%s)\n", status_name(m->status), m->status_message);
+                        printf("       State: %s (%s)\n", status_name(m->status), ESC(m->status_message));
                 else
                         printf("       State: %s\n", status_name(m->status));
-                printf("        Unit: %s (%s/%s)\n", m->unit, m->active_state, m->sub_state);
-                printf("      Folder: %s\n", m->dir);
-                printf("     Version: %s\n", m->version);
+                printf("        Unit: %s (%s/%s)\n", ESC(m->unit), ESC(m->active_state), ESC(m->sub_state));
+                printf("      Folder: %s\n", ESC(m->dir));
+                printf("     Version: %s\n", ESC(m->version));
                 printf("        Port: %u\n", m->port);
                 printf("    Main PID: %u\n", m->main_pid);
                 printf("    Restarts: %u\n", m->n_restarts);
@@ -117,10 +136,11 @@ static int cmd_status(Client *c, const char *name) {
                 printf("  Registered: %s\n", when);
                 printf("Dependencies:");
                 for (size_t k = 0; k < m->n_dependencies; k++)
-                        printf(" %s", m->dependencies[k]);
+                        printf(" %s", ESC(m->dependencies[k]));
                 printf("%s\n", m->n_dependencies ? "" : " -");
                 for (size_t k = 0; k < m->n_entity_types; k++)
-                        printf(" Entity type: %s - %s\n", m->entity_types[k]->name, m->entity_types[k]->description);
+                        printf(" Entity type: %s - %s\n", ESC(m->entity_types[k]->name),
+                               ESC(m->entity_types[k]->description));
         }
         protobuf_c_message_free_unpacked(call.response, NULL);
         return EXIT_OK;

@@ -3,11 +3,13 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "config.h"
 #include "daemon/daemon-config.h"
 #include "shared/macro.h"
+#include "shared/yaml-input.h"
 
 static int set_str(char **dst, const char *src) {
         char *s = strdup(src);
@@ -284,31 +286,47 @@ static int section_top(Loader *l, const char *key, const char *field, yaml_node_
 }
 
 int daemon_config_load(DaemonConfig *c, const char *path, FILE *err) {
+        _cleanup_free_ char *text = NULL, *why = NULL;
         yaml_parser_t parser;
         yaml_document_t doc;
         yaml_node_t *root;
-        FILE *f;
+        unsigned line, column;
+        size_t size;
         int r = 0;
 
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
+        r = yaml_input_read(path, DAEMON_CONFIG_MAX_SIZE, &text, &size, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                struct stat st;
 
-        if (!yaml_parser_initialize(&parser)) {
-                fclose(f);
-                return -ENOMEM;
+                if (r == -ENOENT && lstat(path, &st) < 0)
+                        return -ENOENT; /* not there at all (a dangling symlink is): for the caller */
+                fprintf(err, "%s: error: the configuration file %s\n", path, why);
+                return -EINVAL;
         }
-        yaml_parser_set_input_file(&parser, f);
+        r = yaml_input_too_deep(text, size, DAEMON_CONFIG_MAX_DEPTH, &line, &column);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                fprintf(err, "%s:%u:%u: error: nested deeper than %u levels; the configuration needs 3\n", path,
+                        line, column, DAEMON_CONFIG_MAX_DEPTH);
+                return -EINVAL;
+        }
+
+        if (!yaml_parser_initialize(&parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&parser, (const unsigned char *)text, size);
         if (!yaml_parser_load(&parser, &doc)) {
                 fprintf(err, "%s:%zu:%zu: error: %s%s%s\n", path, parser.problem_mark.line + 1,
                         parser.problem_mark.column + 1, parser.problem ? parser.problem : "invalid YAML",
                         parser.context ? " " : "", parser.context ? parser.context : "");
                 yaml_parser_delete(&parser);
-                fclose(f);
                 return -EINVAL;
         }
 
         root = yaml_document_get_root_node(&doc);
+        r = 0;
         if (root) { /* an empty file keeps every default */
                 Loader l = { .doc = &doc, .path = path, .err = err };
                 r = walk_mapping(&l, root, "", section_top, c);
@@ -323,6 +341,5 @@ int daemon_config_load(DaemonConfig *c, const char *path, FILE *err) {
 
         yaml_document_delete(&doc);
         yaml_parser_delete(&parser);
-        fclose(f);
         return r;
 }

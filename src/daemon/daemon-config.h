@@ -27,8 +27,19 @@ typedef struct DaemonConfig {
 int daemon_config_init(DaemonConfig *c, bool user_manager);
 void daemon_config_done(DaemonConfig *c);
 
-/* Read a YAML config file over the current values. Every problem is printed to err as
- * "FILE:LINE:COLUMN: error: field 'x': message"; returns -EINVAL if there was any, -errno
- * if the file cannot be read (-ENOENT is for the caller to decide). */
+/* A configuration file is small: anything bigger or deeper is refused before it is parsed. */
+#define DAEMON_CONFIG_MAX_SIZE (64u * 1024u)
+#define DAEMON_CONFIG_MAX_DEPTH 16u
+
+/* The daemon's exit status when its configuration is refused (EX_CONFIG from sysexits.h):
+ * call-assistant.service has RestartPreventExitStatus= for it, so that a bad file fails the
+ * service once instead of restarting it over and over. */
+#define EXIT_CONFIG_REFUSED 78
+
+/* Read a YAML config file over the current values (load into a fresh daemon_config_init()
+ * to keep a running configuration intact). Every problem is printed to err as
+ * "FILE:LINE:COLUMN: error: field 'x': message"; returns -EINVAL if there was any (also for a
+ * file that is not a regular one, too big or too deeply nested, or unreadable), -ENOENT if
+ * there is no file at all (for the caller to decide). */
 int daemon_config_load(DaemonConfig *c, const char *path, FILE *err);
 int daemon_config_add_read_only_path(DaemonConfig *c, const char *path);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -33,8 +34,13 @@ static void help(void) {
                "     --listen=HOST:PORT     Override listen (module-facing gRPC endpoint)\n"
                "     --control-socket=PATH  Override control_socket\n"
                "     --read-only-path=DIR   Also bind DIR read-only into module units (repeatable)\n"
-               "     --check                Validate manifests and the dependency graph, then exit\n",
-               DEFAULT_CONFIG_SYSTEM);
+               "     --check                Validate manifests and the dependency graph, then exit\n"
+               "     --check-config         Validate the configuration file, then exit (status %d if\n"
+               "                            it is refused, as the daemon itself would refuse it)\n\n"
+               "SIGTERM stops the modules, then the daemon; when systemd restarts call-assistant.service\n"
+               "the modules keep running and the next instance adopts them. SIGHUP reloads the\n"
+               "configuration file (a bad file is refused; everything keeps running).\n",
+               DEFAULT_CONFIG_SYSTEM, EXIT_CONFIG_REFUSED);
 }
 
 enum {
@@ -47,12 +53,13 @@ enum {
         ARG_LISTEN,
         ARG_CONTROL_SOCKET,
         ARG_CHECK,
+        ARG_CHECK_CONFIG,
         ARG_READ_ONLY_PATH,
 };
 
 typedef struct Args {
         const char *config;
-        bool user, dev, check;
+        bool user, dev, check, check_config;
         const char *modules_dir, *state_dir, *runtime_dir, *listen, *control_socket;
         char *read_only_paths[16];
         size_t n_read_only_paths;
@@ -72,6 +79,7 @@ static int parse_argv(int argc, char *argv[], Args *a) {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "control-socket", required_argument, NULL, ARG_CONTROL_SOCKET },
                 { "check", no_argument, NULL, ARG_CHECK },
+                { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
                 { "read-only-path", required_argument, NULL, ARG_READ_ONLY_PATH },
                 {},
         };
@@ -112,6 +120,9 @@ static int parse_argv(int argc, char *argv[], Args *a) {
                 case ARG_CHECK:
                         a->check = true;
                         break;
+                case ARG_CHECK_CONFIG:
+                        a->check_config = true;
+                        break;
                 case ARG_READ_ONLY_PATH:
                         if (optarg[0] != '/' || a->n_read_only_paths >= ELEMENTSOF(a->read_only_paths)) {
                                 log_error("--read-only-path needs an absolute path (at most 16 of them).");
@@ -142,9 +153,16 @@ static int override(char **dst, const char *value) {
         return 0;
 }
 
+static const char *config_path(const Args *a) {
+        return a->config ? a->config : DEFAULT_CONFIG_SYSTEM;
+}
+
+/* The configuration: defaults, the file, the command line. -EINVAL if it is refused (said
+ * why, with file:line:column), -ENOMEM. At start, at SIGHUP and for --check-config. */
 static int load_config(const Args *a, DaemonConfig *c) {
-        const char *path = a->config ? a->config : DEFAULT_CONFIG_SYSTEM;
+        const char *path = config_path(a);
         bool runtime_overridden = a->runtime_dir && !a->control_socket;
+        struct stat st;
         int r;
 
         r = daemon_config_init(c, a->user);
@@ -153,6 +171,8 @@ static int load_config(const Args *a, DaemonConfig *c) {
         r = daemon_config_load(c, path, stderr);
         if (r == -ENOENT && !a->config)
                 log_debug("No configuration file %s, using defaults.", path);
+        else if (r == -ENOENT)
+                return log_error_errno(EINVAL, "Configuration file %s: %s.", path, strerror(ENOENT));
         else if (r == -EINVAL)
                 return log_error_errno(r, "Invalid configuration in %s (see above).", path);
         else if (r < 0)
@@ -163,20 +183,35 @@ static int load_config(const Args *a, DaemonConfig *c) {
             override(&c->control_socket, a->control_socket) < 0)
                 return log_oom();
         if (runtime_overridden) {
-                free(c->control_socket);
-                if (asprintf(&c->control_socket, "%s/control.sock", c->runtime_dir) < 0)
+                c->control_socket = mfree_str(c->control_socket);
+                if (asprintf(&c->control_socket, "%s/control.sock", c->runtime_dir) < 0) {
+                        c->control_socket = NULL;
                         return log_oom();
+                }
         }
         if (a->dev)
                 c->dev = true;
         for (size_t i = 0; i < a->n_read_only_paths; i++)
                 if (daemon_config_add_read_only_path(c, a->read_only_paths[i]) < 0)
                         return log_oom();
+        if (stat(c->modules_dir, &st) < 0) {
+                log_error_errno(errno, "modules_dir %s: %m", c->modules_dir);
+                return -EINVAL;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                log_error("modules_dir %s: not a folder.", c->modules_dir);
+                return -EINVAL;
+        }
         return 0;
 }
 
+typedef struct Context {
+        Manager *mgr;
+        const Args *args;
+} Context;
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        Manager *mgr = userdata;
+        Manager *mgr = ((Context *)userdata)->mgr;
 
         if (mgr->shutting_down) {
                 log_warning("Received %s again, exiting without waiting for modules.", strsignal((int)si->ssi_signo));
@@ -187,10 +222,32 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* SIGHUP (systemctl reload): read the file again; a refused one changes nothing. */
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Context *ctx = userdata;
+        DaemonConfig c = {};
+        int r;
+
+        if (ctx->mgr->shutting_down)
+                return 0;
+        (void)sd_notify(0, "RELOADING=1\nSTATUS=Reloading the configuration");
+        log_info("Received %s, reloading %s.", strsignal((int)si->ssi_signo), config_path(ctx->args));
+        r = load_config(ctx->args, &c);
+        if (r < 0)
+                log_error("Reload refused: the running configuration stays and every module keeps running.");
+        else
+                manager_reload(ctx->mgr, &c);
+        daemon_config_done(&c);
+        (void)sd_notify(0, "READY=1");
+        manager_notify_status(ctx->mgr);
+        return 0;
+}
+
 static int run(int argc, char *argv[]) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(manager_freep) Manager *mgr = NULL;
         DaemonConfig config = {};
+        Context ctx;
         Args args = {};
         sigset_t mask;
         int r;
@@ -201,9 +258,20 @@ static int run(int argc, char *argv[]) {
                 return r;
 
         r = load_config(&args, &config);
-        if (r < 0 || args.check) {
-                if (r >= 0)
-                        r = modules_check(config.modules_dir, stdout);
+        if (r < 0) {
+                daemon_config_done(&config);
+                if (r == -ENOMEM)
+                        return r;
+                log_error("Configuration refused; nothing was started or stopped.");
+                return EXIT_CONFIG_REFUSED;
+        }
+        if (args.check_config) {
+                printf("%s: the configuration is valid\n", config_path(&args));
+                daemon_config_done(&config);
+                return 0;
+        }
+        if (args.check) {
+                r = modules_check(config.modules_dir, stdout);
                 daemon_config_done(&config);
                 return r;
         }
@@ -227,9 +295,10 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create the manager: %m");
 
-        (void)sd_event_add_signal(event, NULL, SIGTERM, on_signal, mgr);
-        (void)sd_event_add_signal(event, NULL, SIGINT, on_signal, mgr);
-        (void)sd_event_add_signal(event, NULL, SIGHUP, NULL, NULL); /* reload: not yet, ignore */
+        ctx = (Context){ .mgr = mgr, .args = &args };
+        (void)sd_event_add_signal(event, NULL, SIGTERM, on_signal, &ctx);
+        (void)sd_event_add_signal(event, NULL, SIGINT, on_signal, &ctx);
+        (void)sd_event_add_signal(event, NULL, SIGHUP, on_reload, &ctx);
 
         r = manager_startup(mgr);
         if (r < 0)
@@ -253,5 +322,5 @@ int main(int argc, char *argv[]) {
         (void)mallopt(M_ARENA_MAX, 2);
         int r = run(argc, argv);
 
-        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        return r < 0 ? EXIT_FAILURE : r; /* r > 0: EXIT_CONFIG_REFUSED */
 }

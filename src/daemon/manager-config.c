@@ -23,7 +23,11 @@
 
 #define APPLY_CONFIG_TIMEOUT_MS 10000u
 
-/* SetConfig validated a configuration for a module; its outcome goes back to the service. */
+/* SetConfig validated a configuration for a module; its outcome goes back to the service. A
+ * module refuses a configuration with INVALID_ARGUMENT and "path: message; ..." (protocol.md):
+ * that is the same answer as a refusal by the schema, so the caller sees one kind of refusal
+ * (call-assistantctl: exit status 7, every problem listed). Any other failure is the
+ * module's, not the configuration's: FAILED_PRECONDITION. */
 static void on_applied_for_service(Module *m, const ModuleCallResult *res, void *userdata) {
         ConfigApply *op = userdata;
         char msg[1200];
@@ -33,8 +37,13 @@ static void on_applied_for_service(Module *m, const ModuleCallResult *res, void 
                 config_apply_complete(op, CONFIG_STATUS_OK, NULL);
                 return;
         }
-        snprintf(msg, sizeof(msg), "module %s refused the configuration: %s", m->name,
-                 *res->message ? res->message : "no reason given");
+        if (res->status == RPC_INVALID_ARGUMENT) {
+                config_apply_complete(op, CONFIG_STATUS_INVALID_ARGUMENT,
+                                      *res->message ? res->message : ": refused by the module, no reason given");
+                return;
+        }
+        snprintf(msg, sizeof(msg), "module %s could not apply the configuration (%s): %s", m->name,
+                 rpc_status_to_string(res->status), *res->message ? res->message : "no reason given");
         config_apply_complete(op, CONFIG_STATUS_FAILED_PRECONDITION, msg);
 }
 

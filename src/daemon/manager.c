@@ -109,16 +109,127 @@ void manager_shutdown_progress(Manager *mgr) {
         }
 }
 
+/* Is systemd restarting our own unit (systemctl restart, a package upgrade's postinst)? Then
+ * the SIGTERM is the first half of a restart: the modules stay, the next instance adopts
+ * them (same processes, ports and configuration). A stop (systemctl stop, apt remove,
+ * shutdown of the system) stops them. */
+static bool restart_pending(Manager *mgr) {
+        _cleanup_free_ char *type = NULL;
+        int r;
+
+        if (!mgr->units)
+                return false;
+        r = unit_manager_own_job_type(mgr->units, &type);
+        if (r < 0)
+                log_warning_errno(r, "Cannot read our own unit's job, stopping the modules: %m");
+        return r > 0 && (strcmp(type, "restart") == 0 || strcmp(type, "try-restart") == 0 ||
+                         strcmp(type, "reload-or-restart") == 0);
+}
+
 void manager_begin_shutdown(Manager *mgr) {
         assert(mgr);
         if (mgr->shutting_down)
                 return;
         mgr->shutting_down = true;
+        if (restart_pending(mgr)) {
+                (void)sd_notify(0, "STOPPING=1\nSTATUS=Restarting; the modules keep running");
+                log_info("Our unit is being restarted: leaving the modules running for the next instance to adopt.");
+                for (size_t i = 0; i < mgr->registry.n_modules; i++)
+                        module_reset_runtime(mgr->registry.modules[i]);
+                manager_ports_flush(mgr);
+                (void)sd_event_exit(mgr->event, 0);
+                return;
+        }
         (void)sd_notify(0, "STOPPING=1\nSTATUS=Stopping modules");
         log_info("Stopping modules in reverse dependency order.");
         for (size_t i = 0; i < mgr->registry.n_modules; i++)
                 module_health_stop(mgr->registry.modules[i]);
         manager_shutdown_progress(mgr);
+}
+
+/* ---- reload ------------------------------------------------------------------------ */
+
+static bool str_differs(const char *a, const char *b) {
+        return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+static bool strv_differs(char **a, char **b) {
+        for (; a && *a && b && *b; a++, b++)
+                if (strcmp(*a, *b) != 0)
+                        return true;
+        return (a && *a) || (b && *b);
+}
+
+static void swap_str(char **a, char **b) {
+        char *t = *a;
+        *a = *b;
+        *b = t;
+}
+
+void manager_reload(Manager *mgr, DaemonConfig *c) {
+        DaemonConfig *o = &mgr->config;
+        unsigned kept = 0, changed = 0;
+
+        assert(mgr);
+        assert(c);
+
+        /* What the daemon was started with (its endpoints, folders and port range): taking
+         * it now would mean closing sockets under clients or moving state; it applies at the
+         * next restart, which keeps the modules running. */
+#define KEEP_STR(field, key)                                                                             \
+        if (str_differs(o->field, c->field)) {                                                           \
+                log_warning("Reload: %s changed ('%s' -> '%s'); it applies at the next restart "         \
+                            "(systemctl restart call-assistant: the modules keep running).", key,        \
+                            o->field ? o->field : "", c->field ? c->field : "");                         \
+                kept++;                                                                                  \
+        }
+        KEEP_STR(modules_dir, "modules_dir");
+        KEEP_STR(state_dir, "state_dir");
+        KEEP_STR(runtime_dir, "runtime_dir");
+        KEEP_STR(listen, "listen");
+        KEEP_STR(control_socket, "control_socket");
+#undef KEEP_STR
+        if (o->port_min != c->port_min || o->port_max != c->port_max) {
+                log_warning("Reload: ports changed (%u-%u -> %u-%u); it applies at the next restart "
+                            "(systemctl restart call-assistant: the modules keep running).",
+                            o->port_min, o->port_max, c->port_min, c->port_max);
+                kept++;
+        }
+
+        /* Everything else is read where it is used: health checks from their next round on,
+         * registration timeouts from the next registration, unit settings (restart delay, start
+         * limits, stop timeout, slice, user, read-only paths, dev) for units started from now on. */
+#define TAKE_NUM(field)                          \
+        if (o->field != c->field) {              \
+                o->field = c->field;             \
+                changed++;                       \
+        }
+        TAKE_NUM(health_interval_ms);
+        TAKE_NUM(health_timeout_ms);
+        TAKE_NUM(health_failure_threshold);
+        TAKE_NUM(registration_timeout_ms);
+        TAKE_NUM(restart_sec_ms);
+        TAKE_NUM(start_limit_burst);
+        TAKE_NUM(start_limit_interval_sec);
+        TAKE_NUM(stop_timeout_sec);
+        TAKE_NUM(dev);
+#undef TAKE_NUM
+        if (str_differs(o->slice, c->slice)) {
+                swap_str(&o->slice, &c->slice);
+                changed++;
+        }
+        if (str_differs(o->user, c->user)) {
+                swap_str(&o->user, &c->user);
+                changed++;
+        }
+        if (strv_differs(o->read_only_paths, c->read_only_paths)) {
+                char **t = o->read_only_paths;
+                o->read_only_paths = c->read_only_paths;
+                c->read_only_paths = t;
+                changed++;
+        }
+        log_info("Reloaded the configuration: %u setting(s) changed and applied (unit settings to modules "
+                 "started from now on), %u kept until the next restart.", changed, kept);
 }
 
 /* ---- setup and teardown ---------------------------------------------------------- */

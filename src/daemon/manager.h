@@ -59,8 +59,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 /* Load the modules, open the config store, listen, connect to systemd, adopt running units
  * and start what can start. */
 int manager_startup(Manager *m);
-/* Stop every module in reverse dependency order, then exit the event loop. */
+/* SIGTERM: stop every module in reverse dependency order, then exit the event loop; but when
+ * systemd is restarting our unit, exit at once and leave the modules running (the next
+ * instance adopts them). */
 void manager_begin_shutdown(Manager *m);
+/* SIGHUP with a valid configuration c: apply what can change while running (health checks,
+ * timeouts, unit settings for the units started from now on); what the daemon was started
+ * with (endpoints, folders, port range) is kept, with a warning, until the next restart. */
+void manager_reload(Manager *m, DaemonConfig *c);
 
 /* Scan the modules dir, validate manifests and the graph, create the tokens (manager-load.c).
  * Problems are logged with file:line:column and the affected modules disabled. */

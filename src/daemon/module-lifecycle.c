@@ -7,7 +7,8 @@
  *   unit fails --------> FAILED (systemd gave up restarting it)
  *   process restarted -> registered again (a new main PID, or auto-restart)
  *   unhealthy ---------> restarted through systemd
- *   stop --------------> STOPPING: Shutdown RPC, then StopUnit --> STOPPED
+ *   stop --------------> STOPPING: Shutdown RPC with a deadline; the module exits by itself
+ *                       or, once the deadline has passed, StopUnit --> STOPPED
  *
  * systemd restarts crashed modules by itself (Restart=on-failure); the orchestrator follows
  * the unit through PropertiesChanged (on_unit_status) and never polls. */
@@ -154,6 +155,7 @@ static void health_start(Module *m) {
 void module_reset_runtime(Module *m) {
         assert(m);
         module_health_stop(m);
+        m->stop_timer = sd_event_source_disable_unref(m->stop_timer);
         module_clear_registration(m);
         module_client_disconnect(m);
         m->registering = false;
@@ -393,9 +395,37 @@ static void stop_unit_now(Module *m) {
         }
 }
 
+static int on_stop_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Module *m = userdata;
+
+        m->stop_timer = sd_event_source_disable_unref(m->stop_timer);
+        if (m->state == MODULE_STOPPING) {
+                log_info("Module %s: still running %u ms after Shutdown; stopping %s.", m->name,
+                         SHUTDOWN_RPC_DEADLINE_MS, m->unit);
+                stop_unit_now(m);
+        }
+        return 0;
+}
+
+/* ShutdownRequest.deadline_ms is the time the module has to exit by itself before it gets
+ * SIGTERM: a module that took the request is left alone until then (its unit going inactive
+ * ends the wait, in on_unit_status()); one that did not answer is stopped at once. Either
+ * way systemd makes sure it stops (SIGTERM, then SIGKILL after TimeoutStopSec=). */
 static void on_shutdown_answered(Module *m, const ModuleCallResult *res, void *userdata) {
-        /* Whatever the module answered, systemd makes sure it stops (SIGTERM, then SIGKILL). */
-        if (m->state == MODULE_STOPPING)
+        uint64_t deadline = (uint64_t)SHUTDOWN_RPC_DEADLINE_MS * 1000, elapsed;
+        int r;
+
+        if (m->state != MODULE_STOPPING)
+                return;
+        if (res->status != RPC_OK || !module_unit_is_up(m)) {
+                stop_unit_now(m);
+                return;
+        }
+        elapsed = now_usec(CLOCK_MONOTONIC) - m->stop_sent_usec;
+        m->stop_timer = sd_event_source_disable_unref(m->stop_timer);
+        r = sd_event_add_time_relative(m->manager->event, &m->stop_timer, CLOCK_MONOTONIC,
+                                       elapsed < deadline ? deadline - elapsed : 0, 10 * 1000, on_stop_deadline, m);
+        if (r < 0)
                 stop_unit_now(m);
 }
 
@@ -413,6 +443,7 @@ void module_stop(Module *m) {
         }
         m->stop_requested = true;
         module_change_state(m, MODULE_STOPPING, NULL);
+        m->stop_sent_usec = now_usec(CLOCK_MONOTONIC);
         if (m->registered &&
             module_client_shutdown(m, SHUTDOWN_RPC_DEADLINE_MS, on_shutdown_answered, NULL) >= 0)
                 return;

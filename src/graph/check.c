@@ -26,15 +26,23 @@ int modules_check(const char *modules_dir, FILE *out) {
         }
         diagnostics_print(&d, out);
         if (graph_start_order(&set, &order) >= 0) {
-                fprintf(out, "%zu module(s) in %s; start order:", set.n, modules_dir);
-                for (Manifest **o = order; *o; o++)
-                        fprintf(out, " %s", (*o)->name);
+                /* Names, folders and reasons come from the files: never raw to a terminal. */
+                char dir[1024], name[300], rel[1024], reason[1024];
+
+                diagnostics_escape(modules_dir, dir, sizeof(dir));
+                fprintf(out, "%zu module(s) in %s; start order:", set.n, dir);
+                for (Manifest **o = order; *o; o++) {
+                        diagnostics_escape((*o)->name, name, sizeof(name));
+                        fprintf(out, " %s", name);
+                }
                 fprintf(out, "\n");
                 for (size_t i = 0; i < set.n; i++)
-                        if (set.items[i]->disabled_reason)
-                                fprintf(out, "disabled: %s (%s): %s\n",
-                                        set.items[i]->name ? set.items[i]->name : "?", set.items[i]->rel_dir,
-                                        set.items[i]->disabled_reason);
+                        if (set.items[i]->disabled_reason) {
+                                diagnostics_escape(set.items[i]->name ? set.items[i]->name : "?", name, sizeof(name));
+                                diagnostics_escape(set.items[i]->rel_dir, rel, sizeof(rel));
+                                diagnostics_escape(set.items[i]->disabled_reason, reason, sizeof(reason));
+                                fprintf(out, "disabled: %s (%s): %s\n", name, rel, reason);
+                        }
                 free(order);
         }
         r = d.n_errors > 0 ? -EINVAL : 0;

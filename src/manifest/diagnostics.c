@@ -28,16 +28,38 @@ void diagnostics_add(Diagnostics *d, DiagnosticSeverity severity, const char *fi
                 d->n_warnings++;
 }
 
-void diagnostic_format(const Diagnostic *g, char *buf, size_t size) {
-        char where[600];
+void diagnostics_escape(const char *s, char *buf, size_t size) {
+        size_t k = 0;
 
+        if (size == 0)
+                return;
+        for (; *s && k + 1 < size; s++) {
+                unsigned char c = (unsigned char)*s;
+                if (c < 0x20 || c == 0x7f) {
+                        if (k + 5 > size)
+                                break;
+                        k += (size_t)snprintf(buf + k, size - k, "\\x%02x", c);
+                } else
+                        buf[k++] = (char)c;
+        }
+        buf[k] = 0;
+}
+
+void diagnostic_format(const Diagnostic *g, char *buf, size_t size) {
+        char file[600], field[200], message[1200];
+
+        /* File and folder names and values from the files may hold control characters: shown
+         * escaped, never sent raw to a terminal. */
+        diagnostics_escape(g->file ? g->file : "?", file, sizeof(file));
+        diagnostics_escape(g->field ? g->field : "", field, sizeof(field));
+        diagnostics_escape(g->message ? g->message : "(out of memory)", message, sizeof(message));
         if (g->line > 0)
-                snprintf(where, sizeof(where), "%s:%u:%u", g->file ? g->file : "?", g->line, g->column);
+                snprintf(buf, size, "%s:%u:%u: %s: %s%s%s%s", file, g->line, g->column,
+                         g->severity == DIAG_ERROR ? "error" : "warning", g->field ? "field '" : "", field,
+                         g->field ? "': " : "", message);
         else
-                snprintf(where, sizeof(where), "%s", g->file ? g->file : "?");
-        snprintf(buf, size, "%s: %s: %s%s%s%s", where, g->severity == DIAG_ERROR ? "error" : "warning",
-                 g->field ? "field '" : "", g->field ? g->field : "", g->field ? "': " : "",
-                 g->message ? g->message : "(out of memory)");
+                snprintf(buf, size, "%s: %s: %s%s%s%s", file, g->severity == DIAG_ERROR ? "error" : "warning",
+                         g->field ? "field '" : "", field, g->field ? "': " : "", message);
 }
 
 void diagnostics_print(const Diagnostics *d, FILE *f) {

@@ -30,5 +30,9 @@ void diagnostics_add(Diagnostics *d, DiagnosticSeverity severity, const char *fi
                      const char *field, const char *format, ...) _printf_(7, 8);
 /* "FILE:LINE:COLUMN: error: field 'name': message", one per line, in order. */
 void diagnostics_print(const Diagnostics *d, FILE *f);
+/* One diagnostic as that line; control characters in it appear as \xNN. */
 void diagnostic_format(const Diagnostic *g, char *buf, size_t size);
+/* Copy s to buf with control characters (0x00-0x1f, 0x7f) written as \xNN: for names and
+ * values from files and modules shown on a terminal. */
+void diagnostics_escape(const char *s, char *buf, size_t size);
 void diagnostics_done(Diagnostics *d);

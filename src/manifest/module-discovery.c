@@ -54,8 +54,16 @@ static int scan_dir(Scan *s, const char *path, const char *rel, unsigned depth) 
         struct stat st;
         int n, r = 0;
 
-        if (stat(path, &st) < 0)
+        if (stat(path, &st) < 0) {
+                if (depth == 0)
+                        diagnostics_add(s->d, DIAG_ERROR, path, 0, 0, NULL, "cannot read the modules directory: %s",
+                                        strerror(errno));
                 return 0;
+        }
+        if (depth == 0 && !S_ISDIR(st.st_mode)) {
+                diagnostics_add(s->d, DIAG_ERROR, path, 0, 0, NULL, "the modules directory is not a folder");
+                return 0;
+        }
         for (size_t i = 0; i < s->n_visited; i++)
                 if (s->visited[i].dev == st.st_dev && s->visited[i].ino == st.st_ino)
                         return 0; /* a symlink loop or a second way to the same folder */
@@ -67,7 +75,9 @@ static int scan_dir(Scan *s, const char *path, const char *rel, unsigned depth) 
 
         if (asprintf(&manifest, "%s/module.yaml", path) < 0)
                 return -ENOMEM;
-        if (depth > 0 && access(manifest, F_OK) == 0) {
+        /* lstat: a module.yaml that is a dangling symlink or a loop makes a module too, which
+         * the parser then reports; so does one that is not a regular file. */
+        if (depth > 0 && lstat(manifest, &(struct stat){}) == 0) {
                 Manifest *m = NULL;
                 r = manifest_parse_file(manifest, rel, &m, s->d);
                 if (r < 0)
@@ -86,17 +96,31 @@ static int scan_dir(Scan *s, const char *path, const char *rel, unsigned depth) 
         }
         for (int i = 0; i < n; i++) {
                 _cleanup_free_ char *child = NULL, *child_rel = NULL;
+                const char *name = entries[i]->d_name;
                 struct stat cst;
 
-                if (r >= 0 && !skip_folder(entries[i]->d_name) &&
-                    asprintf(&child, "%s/%s", path, entries[i]->d_name) >= 0 && stat(child, &cst) == 0 &&
-                    S_ISDIR(cst.st_mode)) {
-                        if (depth == 0)
-                                child_rel = strdup(entries[i]->d_name);
-                        else if (asprintf(&child_rel, "%s/%s", rel, entries[i]->d_name) < 0)
-                                child_rel = NULL;
-                        r = child_rel ? scan_dir(s, child, child_rel, depth + 1) : -ENOMEM;
+                if (r < 0 || skip_folder(name))
+                        goto next;
+                if (asprintf(&child, "%s/%s", path, name) < 0) {
+                        child = NULL;
+                        r = -ENOMEM;
+                        goto next;
                 }
+                if (stat(child, &cst) < 0) {
+                        /* Maybe a module folder reached through a symlink: say why it is not one. */
+                        if ((errno == ENOENT || errno == ELOOP) && entries[i]->d_type == DT_LNK)
+                                diagnostics_add(s->d, DIAG_WARNING, child, 0, 0, NULL, "%s, skipped",
+                                                errno == ELOOP ? "a symlink loop" : "a dangling symlink");
+                        goto next;
+                }
+                if (!S_ISDIR(cst.st_mode))
+                        goto next;
+                if (depth == 0)
+                        child_rel = strdup(name);
+                else if (asprintf(&child_rel, "%s/%s", rel, name) < 0)
+                        child_rel = NULL;
+                r = child_rel ? scan_dir(s, child, child_rel, depth + 1) : -ENOMEM;
+        next:
                 free(entries[i]);
         }
         free(entries);
@@ -119,7 +143,8 @@ int discovery_scan(const char *root, ModuleSet *ret, Diagnostics *d) {
                 module_set_done(ret);
                 return r;
         }
-        qsort(ret->items, ret->n, sizeof(Manifest *), by_rel_dir);
+        if (ret->n > 1)
+                qsort(ret->items, ret->n, sizeof(Manifest *), by_rel_dir);
 
         /* Names are unique. */
         for (size_t i = 0; i < ret->n; i++)

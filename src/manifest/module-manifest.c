@@ -6,6 +6,7 @@
 #include <yaml.h>
 
 #include "manifest/module-manifest.h"
+#include "shared/yaml-input.h"
 
 bool manifest_name_is_valid(const char *name) {
         size_t n = strlen(name);
@@ -77,10 +78,33 @@ static const char *node_type_name(yaml_node_t *n) {
         }
 }
 
-/* A string field: must be a scalar. required: may not be empty. */
+/* YAML's null: "~", "null", "Null", "NULL", nothing at all, or an explicit !!null. */
+static bool is_null(const yaml_node_t *v) {
+        const char *s;
+
+        if (v->type != YAML_SCALAR_NODE)
+                return false;
+        s = (const char *)v->data.scalar.value;
+        if (v->tag && strcmp((const char *)v->tag, YAML_NULL_TAG) == 0)
+                return true;
+        return v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+               (s[0] == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
+                strcmp(s, "NULL") == 0);
+}
+
+/* A string field: must be a scalar. required: may not be null nor empty; an optional field
+ * that is null is left unset. */
 static int get_string(Parser *p, yaml_node_t *v, const char *field, bool required, char **dst) {
         char msg[128];
 
+        if (is_null(v) && required && v->data.scalar.length > 0) {
+                snprintf(msg, sizeof(msg), "expected a string, got null ('%s'); quote it if it is meant",
+                         (const char *)v->data.scalar.value);
+                error_at(p, v, field, msg);
+                return 0;
+        }
+        if (is_null(v) && !required)
+                return 0;
         if (v->type != YAML_SCALAR_NODE) {
                 snprintf(msg, sizeof(msg), "expected a string, got %s", node_type_name(v));
                 error_at(p, v, field, msg);
@@ -102,9 +126,8 @@ static int get_string(Parser *p, yaml_node_t *v, const char *field, bool require
 static int get_dependencies(Parser *p, Manifest *m, yaml_node_t *v) {
         size_t n, k = 0;
 
-        if (v->type == YAML_SCALAR_NODE && v->data.scalar.length == 0 &&
-            v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
-                return 0; /* "dependencies:" with nothing: none */
+        if (is_null(v))
+                return 0; /* "dependencies:" with nothing, or ~: none */
         if (v->type != YAML_SEQUENCE_NODE) {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "expected a list of module names, got %s", node_type_name(v));
@@ -249,39 +272,70 @@ static int parse_root(Parser *p, Manifest *m, yaml_node_t *root) {
         return 0;
 }
 
+/* The folder holding the manifest, with symlinks resolved: the unit binds it and runs there, so
+ * that the module's relative paths (libraries, data) work inside the unit too. */
+static int resolve_dir(const char *path, char **ret) {
+        _cleanup_free_ char *dir = NULL;
+        const char *slash = strrchr(path, '/');
+        char *real;
+
+        dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+        if (!dir)
+                return -ENOMEM;
+        real = realpath(dir, NULL);
+        if (!real) {
+                if (errno == ENOMEM)
+                        return -ENOMEM;
+                *ret = TAKE_PTR(dir); /* gone meanwhile: the unit will say so */
+                return 0;
+        }
+        *ret = real;
+        return 0;
+}
+
 int manifest_parse_file(const char *path, const char *rel_dir, Manifest **ret, Diagnostics *d) {
         _cleanup_(manifest_freep) Manifest *m = NULL;
+        _cleanup_free_ char *text = NULL, *error = NULL;
         yaml_parser_t parser;
         yaml_document_t doc;
         Parser p = { .path = path, .d = d };
-        const char *slash;
-        FILE *f;
+        unsigned line, column;
+        size_t size;
         int r = 0;
 
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
         m->path = strdup(path);
-        slash = strrchr(path, '/');
-        m->abs_dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
         m->rel_dir = strdup(rel_dir);
-        if (!m->path || !m->abs_dir || !m->rel_dir)
+        if (!m->path || !m->rel_dir || resolve_dir(path, &m->abs_dir) < 0)
                 return -ENOMEM;
 
-        f = fopen(path, "re");
-        if (!f) {
-                diagnostics_add(d, DIAG_ERROR, path, 0, 0, NULL, "cannot read: %s", strerror(errno));
+        r = yaml_input_read(path, MANIFEST_MAX_SIZE, &text, &size, &error);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                diagnostics_add(d, DIAG_ERROR, path, 0, 0, NULL, "the manifest %s", error);
                 r = manifest_disable(m, "manifest cannot be read");
                 if (r < 0)
                         return r;
                 *ret = TAKE_PTR(m);
                 return 0;
         }
-        if (!yaml_parser_initialize(&parser)) {
-                fclose(f);
-                return -ENOMEM;
+        r = yaml_input_too_deep(text, size, MANIFEST_MAX_DEPTH, &line, &column);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                diagnostics_add(d, DIAG_ERROR, path, line, column, NULL,
+                                "nested deeper than %u levels; a manifest needs 3", MANIFEST_MAX_DEPTH);
+                p.n_errors++;
+                r = 0;
+                goto done;
         }
-        yaml_parser_set_input_file(&parser, f);
+
+        if (!yaml_parser_initialize(&parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&parser, (const unsigned char *)text, size);
 
         if (!yaml_parser_load(&parser, &doc)) {
                 diagnostics_add(d, DIAG_ERROR, path, (unsigned)parser.problem_mark.line + 1,
@@ -314,10 +368,10 @@ int manifest_parse_file(const char *path, const char *rel_dir, Manifest **ret, D
                 }
         }
         yaml_parser_delete(&parser);
-        fclose(f);
         if (r < 0)
                 return r;
 
+done:
         m->valid = p.n_errors == 0;
         if (!m->valid) {
                 char reason[160];

@@ -32,9 +32,13 @@ struct PortAllocator {
 bool port_in_use_by_bind(uint16_t port, void *userdata) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
         _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
 
         if (fd < 0)
                 return false;
+        /* Bind as a gRPC server does (SO_REUSEADDR): connections in TIME_WAIT from the module's
+         * last run do not keep it from its port, a listener (even with SO_REUSEPORT) does. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         return bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0;
 }

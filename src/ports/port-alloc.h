@@ -24,4 +24,5 @@ int port_allocator_get(PortAllocator *pa, const char *name, bool keep_busy, uint
  * the file atomically (temp file, fsync, rename, fsync of the directory; mode 0600). */
 int port_allocator_save(PortAllocator *pa, char *const *names);
 
+/* Does binding 127.0.0.1:port with SO_REUSEADDR (as gRPC servers do) fail? */
 bool port_in_use_by_bind(uint16_t port, void *userdata);

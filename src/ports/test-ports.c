@@ -141,12 +141,59 @@ static void test_bind_check_sees_a_listener(void **state) {
         assert_false(port_in_use_by_bind(port, NULL));
 }
 
+static int listener(uint16_t port, bool reuse_port) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+        int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_true(fd >= 0);
+        /* As gRPC servers do (C core and Python's grpcio). */
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+        if (reuse_port)
+                assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(fd, 4), 0);
+        return fd;
+}
+
+static void test_time_wait_is_not_in_use(void **state) {
+        /* A module that stopped leaves its port's closed connections in TIME_WAIT (the server
+         * closed first). Its next start binds the port again (SO_REUSEADDR), so the port is
+         * free for it: taking another one moved modules to new ports on every stop/start. */
+        struct sockaddr_in a = { .sin_family = AF_INET };
+        socklen_t len = sizeof(a);
+        int srv, cli, conn;
+        uint16_t port;
+
+        srv = listener(0, true);
+        assert_int_equal(getsockname(srv, (struct sockaddr *)&a, &len), 0);
+        port = ntohs(a.sin_port);
+        assert_true(port_in_use_by_bind(port, NULL)); /* listening, even with SO_REUSEPORT */
+
+        cli = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(cli >= 0);
+        assert_int_equal(connect(cli, (struct sockaddr *)&a, sizeof(a)), 0);
+        conn = accept(srv, NULL, NULL);
+        assert_true(conn >= 0);
+        close(conn); /* the server side closes first: TIME_WAIT on 127.0.0.1:port */
+        close(srv);
+        char c;
+        assert_int_equal(read(cli, &c, 1), 0); /* FIN seen */
+        close(cli);
+
+        assert_false(port_in_use_by_bind(port, NULL));
+        /* And the module can indeed listen there again. */
+        srv = listener(port, true);
+        close(srv);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_unique_and_busy_skipped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_kept_across_restarts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_corrupt_file_kept_aside, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bind_check_sees_a_listener, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_time_wait_is_not_in_use, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,6 +74,8 @@ struct Module {
         bool entities_synced;       /* the entity registry has its ListEntities since it became READY */
         uint64_t registered_at_usec;   /* CLOCK_REALTIME */
         uint64_t started_at_usec;      /* CLOCK_MONOTONIC, when we asked systemd to start it */
+        uint64_t stop_sent_usec;       /* CLOCK_MONOTONIC, when we sent it Shutdown */
+        sd_event_source *stop_timer;   /* after Shutdown: StopUnit when its deadline has passed */
 
         /* What it told us at registration. */
         char *reg_name, *reg_version, *reg_description;

@@ -8,24 +8,37 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shared/fileio.h"
 #include "shared/macro.h"
+
+/* A name for the temporary file. O_EXCL refuses a collision anyway; when getrandom() has no
+ * entropy yet (early boot) or fails, pid, clock and a counter make one unlikely. */
+static uint64_t temp_suffix(void) {
+        static uint64_t counter;
+        struct timespec ts;
+        uint64_t rnd;
+
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) == (ssize_t)sizeof(rnd))
+                return rnd;
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ((uint64_t)getpid() << 40) ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^
+               __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+}
 
 static int write_atomic(const char *path, const void *data, size_t size, mode_t mode, bool sync) {
         _cleanup_free_ char *tmp = NULL, *dir = NULL;
         _cleanup_close_ int fd = -1, dfd = -1;
         const char *slash = strrchr(path, '/');
         const char *p = data;
-        uint64_t rnd = 0;
         int r;
 
         dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
         if (!dir)
                 return -ENOMEM;
-        (void)getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK);
-        if (asprintf(&tmp, "%s.tmp-%016llx", path, (unsigned long long)rnd) < 0)
+        if (asprintf(&tmp, "%s.tmp-%016llx", path, (unsigned long long)temp_suffix()) < 0)
                 return -ENOMEM;
 
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);

@@ -71,7 +71,11 @@ static void test_properties(void **state) {
         assert_int_equal(unit_spec_to_strings(&s, &l), 0);
         assert_true(has(l, "Description=call-assistant module cam: Camera"));
         assert_true(has(l, "Type=exec"));
-        assert_true(has(l, "ExecStart=/bin/sh -c \"./camera-module --x\""));
+        /* exec: the module itself is the unit's main process, not the shell. */
+        assert_true(has(l, "ExecStart=/bin/sh -c \"exec ./camera-module --x\""));
+        /* The one place a module keeps files across restarts. */
+        assert_true(has(l, "StateDirectory=call-assistant-modules/cam"));
+        assert_true(has(l, "StateDirectoryMode=0700"));
         assert_true(has(l, "WorkingDirectory=/m/cam"));
         assert_true(has(l, "Environment=PATH=/usr/bin GRPC_PORT=50100"));
         assert_true(has(l, "SyslogIdentifier=cam"));
@@ -178,6 +182,39 @@ static void test_ip_entries(void **state) {
         assert_false(unit_ip_entry_is_valid("::1/x"));
 }
 
+static void check_script(const char *command, const char *expected) {
+        _cleanup_free_ char *s = NULL;
+
+        assert_int_equal(unit_exec_script(command, &s), 0);
+        if (strcmp(s, expected) != 0)
+                fail_msg("'%s' became '%s', expected '%s'", command, s, expected);
+}
+
+static void test_exec_script(void **state) {
+        /* One program: exec'd, so that it is the unit's main process. */
+        check_script("./camera-module", "exec ./camera-module");
+        check_script("/usr/bin/python3 chromecast_module.py --debug", "exec /usr/bin/python3 chromecast_module.py --debug");
+        check_script("  ./m 'a b' \"c;d\" e\\;f", "  exec ./m 'a b' \"c;d\" e\\;f");
+        check_script("LANG=C A='x y' ./m --v", "LANG=C A='x y' exec ./m --v");
+        check_script("./m 2>&1 >/dev/null <&0", "exec ./m 2>&1 >/dev/null <&0");
+        check_script("./m \"$HOME\" $GRPC_PORT", "exec ./m \"$HOME\" $GRPC_PORT");
+        check_script("./m # a comment; with a semicolon", "./m # a comment; with a semicolon");
+        /* A script: run as written (exec would cut it short or break it). */
+        check_script("cd sub && ./m", "cd sub && ./m");
+        check_script("./build; ./m", "./build; ./m");
+        check_script("./m | logger", "./m | logger");
+        check_script("./m &", "./m &");
+        check_script("(cd x; ./m)", "(cd x; ./m)");
+        check_script("./m `pwd`", "./m `pwd`");
+        check_script("./m \"$(pwd)\"", "./m \"$(pwd)\"");
+        check_script("./a\n./b", "./a\n./b");
+        check_script("if true; then ./m; fi", "if true; then ./m; fi");
+        check_script("exec ./m", "exec ./m");
+        check_script("A=1", "A=1");
+        check_script("./m 'unclosed", "./m 'unclosed");
+        check_script("", "");
+}
+
 static void test_append_builds_a_valid_message(void **state) {
         _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
@@ -231,6 +268,7 @@ int main(void) {
                 cmocka_unit_test(test_properties),
                 cmocka_unit_test(test_module_user_name),
                 cmocka_unit_test(test_ip_entries),
+                cmocka_unit_test(test_exec_script),
                 cmocka_unit_test(test_append_builds_a_valid_message),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-login.h>
+#include <unistd.h>
 
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -433,6 +435,46 @@ int unit_manager_reset_failed(UnitManager *m, const char *unit) {
                 log_debug("ResetFailedUnit(%s): %s", unit, error.message ? error.message : strerror(-r));
         sd_bus_error_free(&error);
         return r < 0 ? r : 0;
+}
+
+int unit_manager_own_job_type(UnitManager *m, char **ret) {
+        _cleanup_free_ char *unit = NULL, *path = NULL, *type = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *job_path = NULL;
+        uint32_t job_id = 0, main_pid = 0;
+        int r;
+
+        /* Our unit, from our own cgroup; then make sure systemd sees us as its main process
+         * (a process outside the manager's namespace must not read another unit's job). */
+        r = m->user ? sd_pid_get_user_unit(0, &unit) : sd_pid_get_unit(0, &unit);
+        if (r < 0)
+                return r == -ENODATA || r == -ENXIO || r == -ENOENT ? 0 : r;
+        r = sd_bus_path_encode(SD_PATH "/unit", unit, &path);
+        if (r < 0)
+                return r;
+        r = sd_bus_get_property_trivial(m->bus, SD_DEST, path, "org.freedesktop.systemd1.Service", "MainPID", &error,
+                                        'u', &main_pid);
+        sd_bus_error_free(&error);
+        if (r < 0 || main_pid != (uint32_t)getpid())
+                return 0;
+
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        r = sd_bus_get_property(m->bus, SD_DEST, path, "org.freedesktop.systemd1.Unit", "Job", &error, &reply, "(uo)");
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "(uo)", &job_id, &job_path);
+        if (r < 0)
+                return r;
+        if (job_id == 0)
+                return 0;
+        r = sd_bus_get_property_string(m->bus, SD_DEST, job_path, "org.freedesktop.systemd1.Job", "JobType", &error,
+                                       &type);
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return r == -ENOENT || r == -EBADR ? 0 : r; /* the job is gone already */
+        *ret = TAKE_PTR(type);
+        return 1;
 }
 
 static void copy_string(char *dst, size_t size, const char *src) {

@@ -64,6 +64,11 @@ const UnitStatus *unit_watch_get_status(UnitWatch *w);
 /* Names of the units systemd has loaded that match a glob pattern (one call). */
 int unit_manager_list_loaded(UnitManager *m, const char *pattern, char ***ret);
 
+/* If this process is the main process of a unit of this manager (as call-assistant.service
+ * runs it) and systemd has a job for that unit: its type ("stop", "restart", ...) in *ret,
+ * returns 1. 0 if not run as a unit or no job is pending. Synchronous. */
+int unit_manager_own_job_type(UnitManager *m, char **ret);
+
 /* Synchronous status read (for adoption at startup and for tools). */
 int unit_manager_get_status(UnitManager *m, const char *unit, UnitStatus *ret);
 

@@ -87,6 +87,109 @@ void module_user_name(const char *name, unsigned salt, char buf[static MODULE_US
         snprintf(buf + k + n, MODULE_USER_MAX + 1 - k - n, "-%06x", h & 0xffffffu);
 }
 
+static bool is_blank(char c) {
+        return c == ' ' || c == '\t';
+}
+
+/* One word of a command line, outside quotes: returns the end of the word starting at p, or
+ * NULL if a quote is not closed. */
+static const char *word_end(const char *p) {
+        char quote = 0;
+
+        for (; *p; p++) {
+                if (quote) {
+                        if (*p == quote)
+                                quote = 0;
+                        else if (quote == '"' && *p == '\\' && p[1])
+                                p++;
+                } else if (*p == '\'' || *p == '"')
+                        quote = *p;
+                else if (*p == '\\' && p[1])
+                        p++;
+                else if (is_blank(*p))
+                        break;
+        }
+        return quote ? NULL : p;
+}
+
+/* Is the command one simple command: no operator outside quotes? '&' is allowed only in a
+ * redirection (2>&1, <&3). */
+static bool is_one_command(const char *cmd) {
+        char quote = 0;
+
+        for (const char *p = cmd; *p; p++) {
+                if (quote) {
+                        if (*p == quote)
+                                quote = 0;
+                        else if (quote == '"' && (*p == '`' || (*p == '$' && p[1] == '(')))
+                                return false;
+                        else if (quote == '"' && *p == '\\' && p[1])
+                                p++;
+                        continue;
+                }
+                if (*p == '\'' || *p == '"')
+                        quote = *p;
+                else if (*p == '\\' && p[1])
+                        p++;
+                else if (strchr(";|()`\n\r", *p))
+                        return false;
+                else if (*p == '&' && !(p > cmd && (p[-1] == '>' || p[-1] == '<')))
+                        return false;
+        }
+        return quote == 0;
+}
+
+static bool is_assignment(const char *w, size_t n) {
+        size_t i = 0;
+
+        if (n == 0 || !((w[0] >= 'a' && w[0] <= 'z') || (w[0] >= 'A' && w[0] <= 'Z') || w[0] == '_'))
+                return false;
+        while (i < n && ((w[i] >= 'a' && w[i] <= 'z') || (w[i] >= 'A' && w[i] <= 'Z') ||
+                         (w[i] >= '0' && w[i] <= '9') || w[i] == '_'))
+                i++;
+        return i < n && w[i] == '=';
+}
+
+int unit_exec_script(const char *command, char **ret) {
+        static const char *const reserved[] = { "if",   "then",  "else", "elif", "fi", "do", "done", "case", "esac",
+                                                "while", "until", "for",  "in",   "{",  "}",  "!",    "exec" };
+        const char *p = command, *program = NULL;
+        char *s;
+
+        if (is_one_command(command))
+                for (;;) {
+                        const char *end;
+                        size_t n;
+
+                        while (is_blank(*p))
+                                p++;
+                        if (!*p)
+                                break;
+                        end = word_end(p);
+                        if (!end)
+                                break;
+                        n = (size_t)(end - p);
+                        if (is_assignment(p, n)) {
+                                p = end;
+                                continue;
+                        }
+                        program = p;
+                        for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
+                                if (strlen(reserved[i]) == n && strncmp(p, reserved[i], n) == 0)
+                                        program = NULL;
+                        break;
+                }
+
+        if (!program)
+                s = strdup(command);
+        else if (asprintf(&s, "%.*sexec %s", (int)(program - command), command, program) < 0)
+                s = NULL;
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
 /* The properties, described once; both output forms walk this. */
 typedef enum Kind {
         K_STR, K_BOOL, K_U32, K_U64, K_I32, K_STRV, K_EXEC, K_FIELDS, K_BINDS,
@@ -94,6 +197,7 @@ typedef enum Kind {
         K_IPACL,   /* a(iayu) from names/prefixes in strv */
         K_SOCKBIND, /* a(iiqq) from bind_allow; NULL: "any" */
         K_OCTAL,   /* u, shown in octal */
+        K_STATEDIR, /* as: call-assistant-modules/<s> */
 } Kind;
 
 typedef struct Prop {
@@ -146,6 +250,10 @@ static size_t build(const UnitSpec *s, Prop *p) {
                 p[n++] = (Prop){ "StandardError", K_STR, .s = "journal" };
         }
 
+        /* The one place a module may keep files across restarts (its folder is read-only,
+         * /tmp and /var/tmp are private and go with each stop). */
+        p[n++] = (Prop){ "StateDirectory", K_STATEDIR, .s = s->module_name };
+        p[n++] = (Prop){ "StateDirectoryMode", K_OCTAL, .u = 0700 };
         /* What seccomp and prctl enforce: works under a user's manager too (with NoNewPrivileges). */
         p[n++] = (Prop){ "NoNewPrivileges", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "RestrictSUIDSGID", K_BOOL, .u = 1 };
@@ -312,10 +420,21 @@ int unit_spec_append(sd_bus_message *m, const UnitSpec *s) {
                         if (r >= 0)
                                 r = sd_bus_message_close_container(m);
                         break;
-                case K_EXEC:
-                        r = sd_bus_message_append(m, "(sv)", p[i].name, "a(sasb)", 1, "/bin/sh", 3, "/bin/sh", "-c",
-                                                  p[i].s, false);
+                case K_EXEC: {
+                        _cleanup_free_ char *script = NULL;
+                        r = unit_exec_script(p[i].s, &script);
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "(sv)", p[i].name, "a(sasb)", 1, "/bin/sh", 3, "/bin/sh",
+                                                          "-c", script, false);
                         break;
+                }
+                case K_STATEDIR: {
+                        _cleanup_free_ char *dir = NULL;
+                        if (asprintf(&dir, MODULE_STATE_DIRECTORY_PREFIX "%s", p[i].s) < 0)
+                                return -ENOMEM;
+                        r = sd_bus_message_append(m, "(sv)", p[i].name, "as", 1, dir);
+                        break;
+                }
                 case K_FIELDS: {
                         _cleanup_free_ char *f = NULL;
                         if (asprintf(&f, "CALL_ASSISTANT_MODULE=%s", p[i].s) < 0)
@@ -442,8 +561,14 @@ int unit_spec_to_strings(const UnitSpec *s, char ***ret) {
                         r = fclose(f) == 0 ? 0 : -1;
                         break;
                 }
-                case K_EXEC:
-                        r = asprintf(&l[k], "%s=/bin/sh -c \"%s\"", p[i].name, p[i].s);
+                case K_EXEC: {
+                        _cleanup_free_ char *script = NULL;
+                        if (unit_exec_script(p[i].s, &script) >= 0)
+                                r = asprintf(&l[k], "%s=/bin/sh -c \"%s\"", p[i].name, script);
+                        break;
+                }
+                case K_STATEDIR:
+                        r = asprintf(&l[k], "%s=" MODULE_STATE_DIRECTORY_PREFIX "%s", p[i].name, p[i].s);
                         break;
                 case K_FIELDS:
                         r = asprintf(&l[k], "%s=CALL_ASSISTANT_MODULE=%s", p[i].name, p[i].s);

@@ -18,11 +18,12 @@ typedef struct UnitSocketBind {
 
 typedef struct UnitSpec {
         const char *description;
-        const char *command;            /* run as /bin/sh -c "<command>" */
+        const char *command;            /* run as /bin/sh -c "<command>" (exec'd: see unit_exec_script()) */
         const char *working_directory;
         char **environment;             /* "KEY=value", NULL-terminated */
         const char *syslog_identifier;
-        const char *module_name;        /* journal field CALL_ASSISTANT_MODULE= */
+        const char *module_name;        /* journal field CALL_ASSISTANT_MODULE=; names the state
+                                         * directory call-assistant-modules/<module_name> */
         uint64_t restart_usec;
         uint32_t start_limit_burst;
         uint64_t start_limit_interval_usec;
@@ -60,6 +61,18 @@ int module_unit_name(const char *dir, char **ret);
 /* The dynamic user of a module: "ca-" + the name (sanitized, shortened) + "-" + a hash of the
  * whole name, so that distinct names give distinct users. buf: at least MODULE_USER_MAX + 1. */
 void module_user_name(const char *name, unsigned salt, char buf[static MODULE_USER_MAX + 1]);
+
+/* The shell script of a module's ExecStart=/bin/sh -c SCRIPT. A command that is one program
+ * with its arguments (words, quotes, variables, redirections, leading VAR=value assignments)
+ * becomes "[VAR=value ...] exec PROGRAM ARGS", so that the program itself is the unit's main
+ * process: systemd signals it and `systemctl status` shows it (dash would otherwise fork and
+ * stay as the main process). Anything else (;, &&, ||, |, &, subshells, `...`, newlines,
+ * compound commands) is a script the shell runs as written. */
+int unit_exec_script(const char *command, char **ret);
+
+/* StateDirectory= of a module: call-assistant-modules/<name> (/var/lib/call-assistant-modules/<name>
+ * for the system manager; the module finds it in $STATE_DIRECTORY). */
+#define MODULE_STATE_DIRECTORY_PREFIX "call-assistant-modules/"
 
 /* Standard variables the orchestrator passes on (from its own environment). */
 extern const char *const unit_inherited_environment[];

@@ -43,9 +43,10 @@ class Config(unittest.TestCase):
         self.assertEqual(bad.returncode, 7, bad.stderr)
         self.assertIn("/ok:", bad.stderr)
         self.assertIn("/extra:", bad.stderr)
-        # Valid for the schema but refused by the module itself.
+        # Valid for the schema but refused by the module itself: the same kind of refusal, the
+        # same exit status.
         refused = self.ctl("config", "set", "needy", '{"ok": false}')
-        self.assertEqual(refused.returncode, 5, refused.stderr)
+        self.assertEqual(refused.returncode, 7, refused.stderr)
         self.assertIn("/ok: must be true", refused.stderr)
         self.assertEqual(o.module("needy").status, opb.MODULE_STATUS_WAITING_FOR_CONFIG)
 
@@ -56,7 +57,7 @@ class Config(unittest.TestCase):
         o.wait_state("follower", "READY")
 
         # A refused change keeps the old configuration, in the store and in the module.
-        self.assertEqual(self.ctl("config", "set", "needy", '{"ok": false}').returncode, 5)
+        self.assertEqual(self.ctl("config", "set", "needy", '{"ok": false}').returncode, 7)
         got = self.cfg.GetConfig(cpb.GetConfigRequest(module="needy"), timeout=5)
         self.assertEqual(got.revision, 1)
         self.assertEqual(json.loads(got.config_json), {"ok": True, "password": "********"})

@@ -97,6 +97,7 @@ class Isolation(unittest.TestCase):
         # Secrets, configuration and state of another module: out of reach.
         for what in ("read victim token file", "read victim stdin (token)", "read victim environ",
                      "read victim root", "read config store", "read victim config", "read state dirs",
+                     "read victim state",
                      "see other processes", "signal victim", "bind victim port"):
             self.assertNotEqual(a[what]["outcome"], "succeeded", f"{what}: {a[what]}")
         # Not even visible: other users' processes are hidden (ProtectProc=invisible).

@@ -3,6 +3,7 @@
 journald, with the real daemon and real gRPC peers (the C fixture module on the SDK)."""
 
 import os
+import re
 import subprocess
 import signal
 import time
@@ -47,6 +48,120 @@ class Lifecycle(unittest.TestCase):
         self.assertRegex(out.stdout, r"orda\s+READY\s+active/running")
         bad = subprocess.run([CTL, "status", "nosuch"], env=env, capture_output=True, text=True)
         self.assertEqual(bad.returncode, 4)
+
+    def test_module_sandbox_state_directory_and_main_process(self):
+        # What docs/writing-a-module.md promises a module: its command is exec'd (the program is
+        # the unit's main process), its folder is read-only, /tmp is private and emptied on
+        # every stop, and $STATE_DIRECTORY persists across restarts.
+        o = self.run_orch("probe", [dict(dir="prober", mode="probe")])
+        unit = "call-assistant-module@prober.service"
+        state_dir = "/var/lib/call-assistant-modules/prober"
+        self.addCleanup(lambda: inside("rm", "-rf", state_dir, "/var/lib/private/call-assistant-modules/prober"))
+        first = o.wait_state("prober", "READY")
+        comm = inside("cat", f"/proc/{first.main_pid}/comm").stdout.strip()
+        self.assertEqual(comm, "fixture-module", "the unit's main process must be the module, not /bin/sh")
+
+        def probe_lines():
+            out = inside("journalctl", "-u", unit, "-o", "cat", "--no-pager").stdout
+            return [l for l in out.splitlines() if l.startswith("fixture: probe ")]
+        lines = wait_until(probe_lines, 10, "the probe line in the journal")
+        self.assertEqual(lines[-1], "fixture: probe starts=1 folder-writable=0 tmp-left=0")
+        self.assertEqual(inside("cat", f"{state_dir}/starts").stdout.strip(), "1")
+
+        # Restarted through systemd: a new process, /tmp empty again, the state kept.
+        r = inside("systemctl", "restart", unit)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: len(probe_lines()) == 2, 15, "the second probe line")
+        self.assertEqual(probe_lines()[-1], "fixture: probe starts=2 folder-writable=0 tmp-left=0")
+        self.assertEqual(inside("cat", f"{state_dir}/starts").stdout.strip(), "2")
+
+    def test_shutdown_deadline_is_honoured(self):
+        # ShutdownRequest.deadline_ms (3000) is the time a module has to exit by itself: no
+        # SIGTERM before it (it came 10 ms after Shutdown), SIGTERM after it.
+        o = self.run_orch("deadline", [dict(dir="tidy", mode="slow-shutdown=1"),
+                                       dict(dir="dawdler", mode="slow-shutdown=30")])
+        for name in ("tidy", "dawdler"):
+            o.wait_state(name, "READY")
+        for name in ("tidy", "dawdler"):
+            o.stub.StopModule(opb.ModuleRequest(name=name), timeout=5)
+        for name in ("tidy", "dawdler"):
+            o.wait_state(name, "STOPPED", timeout=20)
+
+        def fixture_line(unit):
+            out = inside("journalctl", "-u", unit, "-o", "cat", "--no-pager").stdout
+            lines = [l for l in out.splitlines() if l.startswith(("fixture: SIGTERM", "fixture: exiting"))]
+            return (out, lines[-1]) if lines else None
+        out, line = wait_until(lambda: fixture_line("call-assistant-module@tidy.service"), 10, "tidy's last line")
+        self.assertIn("Shutdown requested by the orchestrator.", out)
+        self.assertNotIn("Received Terminated", out)
+        self.assertRegex(line, r"^fixture: exiting by itself after 1\d\d\d ms$")
+        out, line = wait_until(lambda: fixture_line("call-assistant-module@dawdler.service"), 10,
+                               "dawdler's last line")
+        m = re.match(r"^fixture: SIGTERM after (\d+) ms$", line)
+        self.assertIsNotNone(m, line)
+        self.assertGreaterEqual(int(m.group(1)), 2500)  # not before the 3000 ms deadline
+        self.assertLess(int(m.group(1)), 20000)          # but once it has passed
+        self.assertIn("still running 3000 ms after Shutdown", o.output())
+
+    def test_reload_applies_or_refuses(self):
+        # SIGHUP (systemctl reload): a bad file is refused and nothing changes; a good one is
+        # applied where it can be; nothing is stopped either way.
+        o = self.run_orch("reload", [dict(dir="steady")])
+        before = o.wait_state("steady", "READY")
+        with open(o.config) as f:
+            good = f.read()
+        with open(o.config, "w") as f:
+            f.write(good + "health: [unclosed\n")
+        os.kill(o.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "Reload refused" in o.output(), 10, "the refusal in the log")
+        self.assertRegex(o.output(), r"config\.yaml:\d+:\d+: error: ")
+        self.assertIsNone(o.proc.poll())
+        self.assertEqual(o.module("steady").main_pid, before.main_pid)
+        self.assertEqual(o.module("steady").status, opb.MODULE_STATUS_READY)
+
+        with open(o.config, "w") as f:
+            f.write(good.replace("stop_timeout_sec: 2", "stop_timeout_sec: 3") +
+                    "ports:\n  min: 51000\n  max: 51999\n")
+        os.kill(o.proc.pid, signal.SIGHUP)
+        wait_until(lambda: "Reloaded the configuration" in o.output(), 10, "the reload in the log")
+        self.assertIn("Reloaded the configuration: 1 setting(s) changed and applied", o.output())
+        self.assertIn("Reload: ports changed (50100-50999 -> 51000-51999); it applies at the next restart",
+                      o.output())
+        self.assertIsNone(o.proc.poll())
+        self.assertEqual(o.module("steady").main_pid, before.main_pid)
+        # The unit setting applies to the module's next start.
+        o.stub.StopModule(opb.ModuleRequest(name="steady"), timeout=5)
+        o.wait_state("steady", "STOPPED")
+        o.stub.StartModule(opb.ModuleRequest(name="steady"), timeout=5)
+        o.wait_state("steady", "READY")
+        timeout = inside("systemctl", "show", "-P", "TimeoutStopUSec", "call-assistant-module@steady.service")
+        self.assertEqual(timeout.stdout.strip(), "3s")
+
+    def test_refused_schema_shown_in_status(self):
+        # A schema the config service refuses (a pattern with \S) makes the module ERROR with the
+        # reason, in `call-assistantctl status`, not only in the orchestrator's journal.
+        o = self.run_orch("schema", [dict(dir="schemer", mode="bad-schema")])
+        err = o.wait_state("schemer", "ERROR")
+        self.assertIn("its configuration schema was refused: /properties/name/pattern: \\S (white space",
+                      err.status_message)
+        import subprocess
+        out = subprocess.run([CTL, "status", "schemer"], capture_output=True, text=True,
+                             env=dict(os.environ, CALL_ASSISTANT_CONTROL_SOCKET=o.control))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"State: ERROR \(its configuration schema was refused: "
+                                     r"/properties/name/pattern: \\S \(white space")
+
+    def test_stop_start_keeps_the_port(self):
+        # The port of a stopped module is in TIME_WAIT (its connections closed); it gets it back.
+        o = self.run_orch("portkeep", [dict(dir="keeper")])
+        before = o.wait_state("keeper", "READY")
+        wait_until(lambda: o.module("keeper").health == opb.HEALTH_STATUS_SERVING, 10, "a health check")
+        o.stub.StopModule(opb.ModuleRequest(name="keeper"), timeout=5)
+        o.wait_state("keeper", "STOPPED")
+        o.stub.StartModule(opb.ModuleRequest(name="keeper"), timeout=5)
+        after = o.wait_state("keeper", "READY")
+        self.assertEqual(after.port, before.port)
+        self.assertNotEqual(after.main_pid, before.main_pid)
 
     def test_kill9_restarted_by_systemd_and_ready_again(self):
         o = self.run_orch("kill", [dict(dir="victim")])
