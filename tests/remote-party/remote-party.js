@@ -38,7 +38,16 @@ window.remoteParty = {
       const entry = { callId: call.callId, state: call.state, hangupParty: null, hangupReason: null, answered: false };
       state.calls.push(entry);
       log(`incoming call ${call.callId} in ${call.roomId}`);
-      call.on(sdk.CallEvent.State, (s) => { entry.state = s; log(`call ${call.callId}: ${s}`); });
+      call.on(sdk.CallEvent.State, (s) => {
+        // matrix-js-sdk sets hangupParty before it enters 'ended' and emits Hangup only after
+        // the state change: read it here so a waiter on 'ended' sees who hung up.
+        if (s === 'ended') {
+          entry.hangupParty = call.hangupParty;
+          entry.hangupReason = call.hangupReason;
+        }
+        entry.state = s;
+        log(`call ${call.callId}: ${s}`);
+      });
       call.on(sdk.CallEvent.Hangup, () => {
         entry.hangupParty = call.hangupParty;
         entry.hangupReason = call.hangupReason;
