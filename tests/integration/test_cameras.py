@@ -240,16 +240,20 @@ class Cameras(unittest.TestCase):
         self.frames_grow(rx, 20)
         self.wait_entity(onvif, onvif_md, CAM_B, "available", timeout=20)
 
-        # An RTSP URL that 404s: the converter says so, and keeps trying.
+        # An RTSP URL that 404s: the HLS output is refused (no URL that would never play), saying
+        # why; nothing of it keeps running.
         link404 = onvif.ConnectEntity(mpb.ConnectEntityRequest(id="manual-nowhere", flow_id="f-404",
                                                                output_media="rtsp"),
                                       metadata=onvif_md, timeout=10).output
         conv404 = go2rtc.CreateEntity(mpb.CreateEntityRequest(type="converter", name="404", config_json="{}"),
                                       metadata=go2rtc_md, timeout=10)
-        go2rtc.ConnectEntity(mpb.ConnectEntityRequest(id=conv404.id, flow_id="f-404", input=link404,
-                                                      output_media="hls"), metadata=go2rtc_md, timeout=10)
-        e404 = self.wait_entity(go2rtc, go2rtc_md, conv404.id, "degraded", timeout=20)
-        self.assertIn("reconnecting", e404.attributes["reason"])
+        with self.assertRaises(grpc.RpcError) as e404:
+            go2rtc.ConnectEntity(mpb.ConnectEntityRequest(id=conv404.id, flow_id="f-404", input=link404,
+                                                          output_media="hls"), metadata=go2rtc_md, timeout=20)
+        self.assertEqual(e404.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("the converter is degraded", e404.exception.details())
+        self.assertIn("reconnecting", e404.exception.details())
+        self.wait_entity(go2rtc, go2rtc_md, conv404.id, "idle", timeout=10)
 
         # A camera that says Bye is removed; its Hello brings it back.
         self.cam_a.terminate()
