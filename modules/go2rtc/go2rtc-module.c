@@ -648,8 +648,12 @@ static int apply_settings(Module *mod, Settings *s, char **ret_error) {
                 mod->go2rtc = g;
         } else
                 mod->go2rtc = go2rtc_free(mod->go2rtc);
-        /* The HLS server is (re)started on its next use with the new address. */
-        mod->hls = hls_server_free(mod->hls);
+        /* The HLS server keeps serving (the URLs given out stay valid) unless its address
+         * changed; it is then started again on its next use. The orchestrator re-applies the
+         * configuration whenever it registers the module again (after its own restart too). */
+        if (!s->hls_address || !mod->s.hls_address || strcmp(s->hls_address, mod->s.hls_address) != 0 ||
+            s->hls_port != mod->s.hls_port)
+                mod->hls = hls_server_free(mod->hls);
         settings_clear(&mod->s);
         mod->s = *s;
         *s = (Settings){};

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The go2rtc module's built-in HLS output, as a player sees it: the URL ConnectEntity gives
-out plays at once (a Chromecast that gets a 404 for the playlist gives up), and a camera that
+out plays at once (a Chromecast that gets a 404 for the playlist gives up) and keeps playing
+when the configuration is applied again, and a camera that
 sends nothing makes ConnectEntity fail with UNAVAILABLE instead of handing out a URL that
 never plays. The module is run directly (with its token); the camera is
 tests/doubles/onvif_camera_double.py on loopback (RTSP only). Everything listens on 127.0.0.1."""
@@ -74,6 +75,14 @@ class BuiltinHls(unittest.TestCase):
         segment = [ln for ln in playlist.splitlines() if ln.endswith(".ts")][0]
         with urllib.request.urlopen(resp.output.url.rsplit("/", 1)[0] + "/" + segment, timeout=5) as r:
             self.assertEqual(r.read(1), b"\x47")  # MPEG-TS sync byte
+
+        # The configuration applied again (the orchestrator does so whenever it registers the
+        # module again, after its own restart too), and another setting changed: it still plays.
+        for config in ({}, {"metrics_interval_s": 2}):
+            self.stub.ApplyConfig(mpb.ApplyConfigRequest(config_json=json.dumps(dict(self.config, **config))),
+                                  metadata=self.md, timeout=10)
+            with urllib.request.urlopen(resp.output.url, timeout=5) as r:
+                self.assertTrue(r.read().decode().startswith("#EXTM3U"))
 
         # A second output of the same converter (another flow) is given the same stream at once.
         again = self.stub.ConnectEntity(mpb.ConnectEntityRequest(
