@@ -9,7 +9,6 @@ comes back; bad cameras are reported per camera; HLS is served; secrets stay sec
 
 import json
 import os
-import threading
 import time
 import unittest
 import urllib.request
@@ -17,7 +16,7 @@ import urllib.request
 import grpc
 
 from camnet import CameraNet
-from orchestrator_harness import BUILD, Orchestrator, free_port, inside, main, opb
+from orchestrator_harness import BUILD, Events, Orchestrator, free_port, inside, main, opb
 from orchestrator_harness import wait_until as _wait_until
 from webrtc_receiver import Receiver
 from callassistant.config.v1 import config_pb2 as cpb
@@ -52,31 +51,6 @@ def wait_until(predicate, timeout, what):
         return _wait_until(predicate, timeout, what)
     except AssertionError as e:
         raise AssertionError(f"{e}\n{diagnostics()}") from None
-
-
-class Events:
-    """Every event of the orchestrator's WatchEvents, collected by a thread."""
-
-    def __init__(self, stub):
-        self.events, self.lock = [], threading.Lock()
-        self.stream = stub.WatchEvents(opb.WatchEventsRequest(), timeout=600)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            for ev in self.stream:
-                with self.lock:
-                    self.events.append(ev)
-        except grpc.RpcError:
-            pass
-
-    def all(self):
-        with self.lock:
-            return list(self.events)
-
-    def close(self):
-        self.stream.cancel()
 
 
 class Cameras(unittest.TestCase):
