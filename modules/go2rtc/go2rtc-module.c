@@ -43,13 +43,22 @@ typedef struct Converter {
         bool go2rtc_flowing;
 } Converter;
 
-/* A ConnectEntity waiting for an SDP. */
+/* A ConnectEntity waiting for an SDP, or (built-in HLS) for the first playlist. */
 typedef struct Pending {
         Converter *conv;
         CaFlowOp *op;
         void *handle;           /* go2rtc backend: the HTTP call */
+        sd_event_source *hls_poll;
+        char *hls_playlist;     /* the file that must exist ... */
+        char *hls_url;          /* ... before this URL is given out */
+        uint64_t hls_deadline;  /* CLOCK_MONOTONIC, usec */
         struct Pending *next;
 } Pending;
+
+#define HLS_POLL_USEC (50 * 1000)
+/* The first segment ends at a keyframe at least a target duration (1 s) after the first one:
+ * allow a few keyframe intervals beyond the stall timeout. */
+#define HLS_FIRST_SEGMENT_MS 5000u
 
 struct Module {
         CaModule *m;
@@ -248,6 +257,9 @@ static void pending_remove(Module *mod, Pending *p) {
                         *i = p->next;
                         break;
                 }
+        sd_event_source_disable_unref(p->hls_poll);
+        free(p->hls_playlist);
+        free(p->hls_url);
         free(p);
 }
 
@@ -402,6 +414,35 @@ static int ensure_hls_server(Module *mod, char **ret_error) {
         return 0;
 }
 
+/* The HLS URL is given out once its playlist exists: a player that fetched it earlier would get
+ * a 404 and give up (a Chromecast does). hlssink2 writes the playlist when the first segment is
+ * complete, about a second after the first keyframe. */
+static int on_hls_poll(sd_event_source *s, uint64_t usec, void *userdata) {
+        Pending *p = userdata;
+        Module *mod = p->conv->mod;
+        CaMediaLink out = { .media = "hls", .url = p->hls_url };
+
+        if (access(p->hls_playlist, F_OK) == 0)
+                ca_flow_op_complete(p->op, &out);
+        else if (usec >= p->hls_deadline) {
+                _cleanup_free_ char *msg = NULL;
+                const char *reason = gst_converter_get_reason(p->conv->gst);
+
+                /* Nothing of this output stays: no URL, no HLS pipeline for the flow. */
+                if (asprintf(&msg, "no HLS segment within %u ms: no video from the camera (the converter is %s%s%s)",
+                             mod->s.stall_timeout_ms + HLS_FIRST_SEGMENT_MS, gst_converter_get_state(p->conv->gst),
+                             reason ? ": " : "", reason ? reason : "") < 0)
+                        msg = NULL;
+                gst_converter_remove(p->conv->gst, p->op->flow_id);
+                ca_flow_op_fail(p->op, -EHOSTUNREACH, msg ? msg : "no HLS segment: no video from the camera");
+        } else {
+                int r = sd_event_source_set_time(s, usec + HLS_POLL_USEC);
+                return r < 0 ? r : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        pending_remove(mod, p);
+        return 0;
+}
+
 static int connect_entity(CaModule *m, CaFlowOp *op, char **ret_error, void *userdata) {
         Module *mod = userdata;
         Converter *c = converter_of(mod, op->entity);
@@ -445,20 +486,30 @@ static int connect_entity(CaModule *m, CaFlowOp *op, char **ret_error, void *use
                         return r;
                 }
                 if (strcmp(out, "hls") == 0) {
-                        _cleanup_free_ char *name = NULL, *url = NULL;
-                        CaMediaLink link = { .media = "hls" };
-                        free(p);
+                        _cleanup_free_ char *name = NULL;
+                        uint64_t now;
+
                         r = ensure_hls_server(mod, ret_error);
-                        if (r < 0)
+                        if (r >= 0)
+                                r = gst_converter_add_hls(c->gst, op->flow_id, &name, ret_error);
+                        if (r >= 0 && (asprintf(&p->hls_url, "http://%s:%u/%s", mod->s.hls_address,
+                                                hls_server_get_port(mod->hls), name) < 0 ||
+                                       asprintf(&p->hls_playlist, "%s/%s", mod->hls_dir, name) < 0))
+                                r = -ENOMEM;
+                        if (r >= 0)
+                                r = sd_event_now(mod->event, CLOCK_MONOTONIC, &now);
+                        if (r >= 0) {
+                                p->hls_deadline = now + (uint64_t)(mod->s.stall_timeout_ms + HLS_FIRST_SEGMENT_MS) * 1000;
+                                r = sd_event_add_time(mod->event, &p->hls_poll, CLOCK_MONOTONIC, now, 0,
+                                                      on_hls_poll, p);
+                        }
+                        p->next = mod->pending;
+                        mod->pending = p;
+                        if (r < 0) {
+                                pending_remove(mod, p);
                                 return r;
-                        r = gst_converter_add_hls(c->gst, op->flow_id, &name, ret_error);
-                        if (r < 0)
-                                return r;
-                        if (asprintf(&url, "http://%s:%u/%s", mod->s.hls_address, hls_server_get_port(mod->hls),
-                                     name) < 0)
-                                return -ENOMEM;
-                        link.url = url;
-                        return ca_flow_op_set_output(op, &link);
+                        }
+                        return CA_PENDING;
                 }
                 p->next = mod->pending;
                 mod->pending = p;
@@ -597,8 +648,12 @@ static int apply_settings(Module *mod, Settings *s, char **ret_error) {
                 mod->go2rtc = g;
         } else
                 mod->go2rtc = go2rtc_free(mod->go2rtc);
-        /* The HLS server is (re)started on its next use with the new address. */
-        mod->hls = hls_server_free(mod->hls);
+        /* The HLS server keeps serving (the URLs given out stay valid) unless its address
+         * changed; it is then started again on its next use. The orchestrator re-applies the
+         * configuration whenever it registers the module again (after its own restart too). */
+        if (!s->hls_address || !mod->s.hls_address || strcmp(s->hls_address, mod->s.hls_address) != 0 ||
+            s->hls_port != mod->s.hls_port)
+                mod->hls = hls_server_free(mod->hls);
         settings_clear(&mod->s);
         mod->s = *s;
         *s = (Settings){};

@@ -901,6 +901,10 @@ int gst_converter_add_hls(GstConverter *c, const char *flow_id, char **ret_name,
                 return -ENOMEM;
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return log_warning_errno(errno, "Cannot create %s: %m", dir);
+        /* A playlist left by an earlier HLS output is stale: the URL is given out once this
+         * pipeline has written its own (go2rtc-module.c). */
+        if (unlink(playlist) < 0 && errno != ENOENT)
+                return log_warning_errno(errno, "Cannot remove %s: %m", playlist);
         p = gst_parse_launch("hlssink2 name=hls target-duration=1 max-files=8 playlist-length=5 "
                              "send-keyframe-requests=false "
                              "appsrc name=src is-live=true do-timestamp=true format=time max-bytes=8000000 "
@@ -976,4 +980,8 @@ void gst_converter_get_stats(GstConverter *c, GstConverterStats *ret) {
 
 const char *gst_converter_get_state(GstConverter *c) {
         return c->state;
+}
+
+const char *gst_converter_get_reason(GstConverter *c) {
+        return c->reason;
 }

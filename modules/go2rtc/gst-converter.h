@@ -59,3 +59,5 @@ void gst_converter_cancel_sdp(GstConverter *c, const char *flow_id);
 
 void gst_converter_get_stats(GstConverter *c, GstConverterStats *ret);
 const char *gst_converter_get_state(GstConverter *c);
+/* Why it is in that state ("...; reconnecting in 500 ms"), or NULL. */
+const char *gst_converter_get_reason(GstConverter *c);

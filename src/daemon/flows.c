@@ -114,6 +114,32 @@ static bool module_gone(const Module *m) {
         return !m || m->state == MODULE_FAILED || m->state == MODULE_DISABLED;
 }
 
+/* Is e, the registry's entity with the id of created step i, the one this flow created? A flow
+ * names what it creates "<flow id> step <n>" (collect_orphans() relies on it too). A module
+ * that lost its entities in a restart gives new ones the old ids ("converter-1" again: the C
+ * SDK counts from 1 in each process), so an id alone may name another flow's entity. A module
+ * that does not keep the names it is given is trusted by the id. */
+static bool created_entity_ours(const Flow *f, size_t i, const EntityRecord *e) {
+        char want[64], flow_id[22];
+        unsigned step;
+
+        (void)snprintf(want, sizeof(want), "%s step %zu", f->rec->id, i + 1);
+        if (streq(e->name, want))
+                return true;
+        return !(e->name && sscanf(e->name, "%21s step %u", flow_id, &step) == 2 && flow_id_valid(flow_id));
+}
+
+/* The entity step i names, if the registry has it (and, for one the flow created, it is its). */
+static EntityRecord *step_entity(Flow *f, size_t i) {
+        const FlowStepRecord *s = &f->rec->steps[i];
+        EntityRecord *e;
+
+        if (!*s->entity_id)
+                return NULL;
+        e = entity_registry_find(&f->manager->entities, s->module, s->entity_id);
+        return e && (!s->created || created_entity_ours(f, i, e)) ? e : NULL;
+}
+
 static Flow *flow_free(Flow *f) {
         if (!f)
                 return NULL;
@@ -367,7 +393,11 @@ static void teardown_next(Flow *f) {
                 size_t i = f->op_step - 1;
                 FlowStepRecord *s = &f->rec->steps[i];
                 Module *m = step_module(f, i);
-                bool callable = m && m->registered && m->client && *s->entity_id;
+                EntityRecord *e = *s->entity_id ? entity_registry_find(&f->manager->entities, s->module,
+                                                                      s->entity_id) : NULL;
+                /* Never another flow's entity that has the id this one's had (forget_lost_entities()). */
+                bool callable = m && m->registered && m->client && *s->entity_id &&
+                                !(s->created && e && !created_entity_ours(f, i, e));
 
                 if (f->op_phase == PHASE_DISCONNECT) {
                         f->op_phase = PHASE_DESTROY;
@@ -616,8 +646,7 @@ static void setup_next(Flow *f) {
                 }
                 if (f->op_phase == PHASE_CREATE) {
                         f->op_phase = PHASE_CONNECT;
-                        if (s->created && (!*s->entity_id || !entity_registry_find(&f->manager->entities, m->name,
-                                                                                    s->entity_id))) {
+                        if (s->created && !step_entity(f, i)) {
                                 _cleanup_free_ char *name = NULL;
 
                                 if (asprintf(&name, "%s step %zu", f->rec->id, i + 1) < 0) {
@@ -704,9 +733,7 @@ static void try_heal(Flow *f) {
 
                 f->resuming = false;
                 for (size_t i = 0; i < f->rec->n_steps && complete; i++)
-                        complete = *f->rec->steps[i].entity_id &&
-                                   entity_registry_find(&f->manager->entities, f->rec->steps[i].module,
-                                                        f->rec->steps[i].entity_id);
+                        complete = step_entity(f, i);
                 if (complete && f->resume_state != FLOW_DEGRADED) {
                         for (size_t i = 0; i < f->rec->n_steps; i++)
                                 if (!streq(f->rec->steps[i].state, "ringing"))
@@ -756,9 +783,28 @@ static void collect_orphans(Module *m) {
         }
 }
 
+/* Module m listed its entities (it is READY again): an entity a flow created there that is
+ * not listed, or listed as another flow's (its id was given again after a restart), went
+ * with the module. Forget its id before any heal creates new entities there, so that neither
+ * a heal, a resume nor a teardown of the flow can take another flow's entity for its own. */
+static void forget_lost_entities(Flow *f, Module *m) {
+        for (size_t i = 0; i < f->rec->n_steps; i++) {
+                FlowStepRecord *s = &f->rec->steps[i];
+
+                if (!s->created || !*s->entity_id || !streq(s->module, m->name) || step_entity(f, i))
+                        continue;
+                log_debug("Flow %s: entity %s of step %zu went with a restart of module %s.", f->rec->id,
+                          s->entity_id, i + 1, m->name);
+                if (flow_set_string(&s->entity_id, "") < 0)
+                        (void)log_oom();
+        }
+}
+
 void flows_module_ready(Module *m) {
         Manager *mgr = m->manager;
 
+        for (size_t i = 0; i < mgr->n_flows; i++)
+                forget_lost_entities(mgr->flows[i], m);
         collect_orphans(m);
         for (size_t i = mgr->n_flows; i-- > 0;) {
                 Flow *f = mgr->flows[i];

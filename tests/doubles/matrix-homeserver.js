@@ -26,7 +26,8 @@
 //   GET  /_double/events?room_id=&type=                 events sent so far (what the module sent)
 //   POST /_double/send    {user_id, room_id, type, content}  send as a user (a scripted party)
 //
-// CLI: node matrix-homeserver.js --port N [--ready-fd 3]: prints "listening <port>" on stdout.
+// CLI: node matrix-homeserver.js --port N [--host ADDR] [--ready-fd 3]: prints "listening <port>" on stdout
+// (ADDR: 127.0.0.1 unless given).
 
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -409,7 +410,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     return i >= 0 ? process.argv[i + 1] : dflt;
   };
   const hs = new MatrixHomeserverDouble({ serverName: arg('--server-name', 'double.test') });
-  hs.start(Number(arg('--port', '0'))).then((port) => {
+  hs.start(Number(arg('--port', '0')), arg('--host', '127.0.0.1')).then((port) => {
     process.stdout.write(`listening ${port}\n`);
   }, (e) => {
     process.stderr.write(`matrix-homeserver double: ${e.message}\n`);

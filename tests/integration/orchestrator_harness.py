@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -55,6 +56,38 @@ def wait_until(predicate, timeout, what):
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+class Events:
+    """Every event of the orchestrator's WatchEvents, collected by a thread."""
+
+    def __init__(self, stub, registered=False):
+        """registered: return once the stream is registered (its first event, the modules'
+        initial state, has come), so that no later change can be missed."""
+        self.events, self.lock = [], threading.Lock()
+        self.first = threading.Event()
+        self.stream = stub.WatchEvents(opb.WatchEventsRequest(initial_state=registered), timeout=600)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        if registered and not self.first.wait(10):
+            self.close()
+            raise AssertionError("WatchEvents sent nothing within 10 s")
+
+    def _run(self):
+        try:
+            for ev in self.stream:
+                with self.lock:
+                    self.events.append(ev)
+                self.first.set()
+        except grpc.RpcError:
+            pass
+
+    def all(self):
+        with self.lock:
+            return list(self.events)
+
+    def close(self):
+        self.stream.cancel()
 
 
 class Orchestrator:

@@ -13,15 +13,14 @@ comes with the flow engine."""
 
 import json
 import os
-import subprocess
 import sys
 import time
 import unittest
-import urllib.request
 import uuid
 
 import grpc
 
+from matrix_homeserver import Homeserver
 from orchestrator_harness import BUILD, SOURCE, Orchestrator, free_port, inside, main, opb, wait_until
 
 sys.path.insert(0, os.path.join(SOURCE, "modules", "chromecast", "test"))
@@ -36,33 +35,6 @@ OFFER = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/R
          "a=mid:0\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\na=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n")
 ANSWER = ("v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n"
           "a=mid:0\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\na=candidate:2 1 udp 2122260223 127.0.0.1 40000 typ host\r\n")
-
-
-class Homeserver:
-    """tests/doubles/matrix-homeserver.js as a process on loopback, with its /_double/ control API."""
-
-    def __init__(self, port=0):
-        self.proc = subprocess.Popen(["/usr/bin/node", os.path.join(SOURCE, "tests", "doubles", "matrix-homeserver.js"),
-                                      "--port", str(port)], stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening"), line
-        self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def control(self, path, body=None):
-        req = urllib.request.Request(self.url + "/_double/" + path, method="POST" if body is not None else "GET",
-                                     data=json.dumps(body).encode() if body is not None else None)
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.load(r)
-
-    def events(self, type_):
-        return self.control(f"events?type={type_}")["events"]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc.stdout.close()
 
 
 class CallTargets(unittest.TestCase):

@@ -9,7 +9,6 @@ comes back; bad cameras are reported per camera; HLS is served; secrets stay sec
 
 import json
 import os
-import threading
 import time
 import unittest
 import urllib.request
@@ -17,7 +16,7 @@ import urllib.request
 import grpc
 
 from camnet import CameraNet
-from orchestrator_harness import BUILD, Orchestrator, free_port, inside, main, opb
+from orchestrator_harness import BUILD, Events, Orchestrator, free_port, inside, main, opb
 from orchestrator_harness import wait_until as _wait_until
 from webrtc_receiver import Receiver
 from callassistant.config.v1 import config_pb2 as cpb
@@ -52,31 +51,6 @@ def wait_until(predicate, timeout, what):
         return _wait_until(predicate, timeout, what)
     except AssertionError as e:
         raise AssertionError(f"{e}\n{diagnostics()}") from None
-
-
-class Events:
-    """Every event of the orchestrator's WatchEvents, collected by a thread."""
-
-    def __init__(self, stub):
-        self.events, self.lock = [], threading.Lock()
-        self.stream = stub.WatchEvents(opb.WatchEventsRequest(), timeout=600)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            for ev in self.stream:
-                with self.lock:
-                    self.events.append(ev)
-        except grpc.RpcError:
-            pass
-
-    def all(self):
-        with self.lock:
-            return list(self.events)
-
-    def close(self):
-        self.stream.cancel()
 
 
 class Cameras(unittest.TestCase):
@@ -240,16 +214,20 @@ class Cameras(unittest.TestCase):
         self.frames_grow(rx, 20)
         self.wait_entity(onvif, onvif_md, CAM_B, "available", timeout=20)
 
-        # An RTSP URL that 404s: the converter says so, and keeps trying.
+        # An RTSP URL that 404s: the HLS output is refused (no URL that would never play), saying
+        # why; nothing of it keeps running.
         link404 = onvif.ConnectEntity(mpb.ConnectEntityRequest(id="manual-nowhere", flow_id="f-404",
                                                                output_media="rtsp"),
                                       metadata=onvif_md, timeout=10).output
         conv404 = go2rtc.CreateEntity(mpb.CreateEntityRequest(type="converter", name="404", config_json="{}"),
                                       metadata=go2rtc_md, timeout=10)
-        go2rtc.ConnectEntity(mpb.ConnectEntityRequest(id=conv404.id, flow_id="f-404", input=link404,
-                                                      output_media="hls"), metadata=go2rtc_md, timeout=10)
-        e404 = self.wait_entity(go2rtc, go2rtc_md, conv404.id, "degraded", timeout=20)
-        self.assertIn("reconnecting", e404.attributes["reason"])
+        with self.assertRaises(grpc.RpcError) as e404:
+            go2rtc.ConnectEntity(mpb.ConnectEntityRequest(id=conv404.id, flow_id="f-404", input=link404,
+                                                          output_media="hls"), metadata=go2rtc_md, timeout=20)
+        self.assertEqual(e404.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("the converter is degraded", e404.exception.details())
+        self.assertIn("reconnecting", e404.exception.details())
+        self.wait_entity(go2rtc, go2rtc_md, conv404.id, "idle", timeout=10)
 
         # A camera that says Bye is removed; its Hello brings it back.
         self.cam_a.terminate()

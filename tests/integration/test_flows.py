@@ -322,6 +322,66 @@ class Flows(unittest.TestCase):
         wait_until(lambda: orphan not in self.module_entities(o, "conv"), 10, "the orphan destroyed")
         self.assertEqual(self.module_entities(o, "conv"), [healed.steps[1].entity_id])
 
+    def wait_healed(self, o, flows, timeout=20):
+        def healed():
+            got = [o.stub.GetFlow(opb.FlowRequest(id=f.id), timeout=5) for f in flows]
+            return got if all(FLOW_STATE[g.state] == "ACTIVE" and g.n_heals == 1 for g in got) else None
+        try:
+            return wait_until(healed, timeout, "the flows healed")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- orchestrator log ---\n{o.output()}") from None
+
+    def test_restarted_module_reuses_entity_ids(self):
+        # A module that lost its entities in a restart gives new ones the old ids ("converter-1"
+        # again: the C SDK counts from 1 in each process). A flow that heals later (its camera
+        # is slow to answer) must not take the converter another flow created meanwhile.
+        o = self.run_orch("flowids", [fixture("cams", "source"), fixture("slowcams", "source", delay_ms=600),
+                                      fixture("conv", "converter"), fixture("rooms", "target", 2)])
+        self.wait_entities(o, "slowcams", 1)
+        self.wait_entities(o, "rooms", 10)
+        slow = self.start(o, ("slowcams", "cam-1"), ("rooms", "room-1")).flow
+        fast = self.start(o, ("cams", "cam-1"), ("rooms", "room-2")).flow
+        self.assertEqual((slow.steps[1].entity_id, fast.steps[1].entity_id), ("converter-1", "converter-2"))
+        inside("systemctl", "kill", "-s", "KILL", "call-assistant-module@conv.service", check=True)
+        slow, fast = self.wait_healed(o, (slow, fast))
+        # The fast flow healed first and got converter-1; the slow one has its own.
+        self.assertEqual(fast.steps[1].entity_id, "converter-1")
+        self.assertEqual(slow.steps[1].entity_id, "converter-2")
+        self.assertEqual(sorted(self.module_entities(o, "conv")), ["converter-1", "converter-2"])
+        self.assertIn(f"CALL ConnectEntity converter-2 {slow.id} in=rtsp/url out=webrtc peer=-", calls("conv"))
+        for f in (slow, fast):
+            o.stub.StopFlow(opb.FlowRequest(id=f.id), timeout=20)
+        self.assertEqual(self.module_entities(o, "conv"), [])
+
+    def test_restarted_module_reuses_entity_ids_after_orchestrator_restart(self):
+        # The same while the orchestrator is away: the stored flows are checked at its start. The
+        # slow flow's module comes back later (it sleeps at start); by then the fast flow has
+        # healed with a converter that has the slow flow's old id: the slow flow is not
+        # "resumed" on it, it is healed with a converter of its own.
+        slowcams = dict(dir="slowcams", command=f"/bin/sh -c 'sleep 2; exec {FLOW_FIXTURE} --role=source'")
+        o = self.run_orch("flowids2", [fixture("cams", "source"), slowcams, fixture("conv", "converter"),
+                                       fixture("rooms", "target", 2)])
+        self.wait_entities(o, "slowcams", 1)
+        self.wait_entities(o, "rooms", 10)
+        slow = self.start(o, ("slowcams", "cam-1"), ("rooms", "room-1")).flow
+        fast = self.start(o, ("cams", "cam-1"), ("rooms", "room-2")).flow
+        self.assertEqual((slow.steps[1].entity_id, fast.steps[1].entity_id), ("converter-1", "converter-2"))
+        o.kill(signal.SIGKILL)
+
+        def restarted(unit, n):
+            show = dict(line.split("=", 1) for line in inside(
+                "systemctl", "show", "-p", "NRestarts", "-p", "SubState", unit).stdout.split())
+            return int(show.get("NRestarts", "0")) >= n and show.get("SubState") == "running"
+        for unit in ("call-assistant-module@conv.service", "call-assistant-module@slowcams.service"):
+            inside("systemctl", "kill", "-s", "KILL", unit, check=True)
+            wait_until(lambda: restarted(unit, 1), 15, f"systemd to restart {unit}")
+        o.start()  # slowcams is still in its sleep
+        slow, fast = self.wait_healed(o, (slow, fast))
+        self.assertIn("healed", slow.state_reason)
+        self.assertEqual(fast.steps[1].entity_id, "converter-1")
+        self.assertEqual(slow.steps[1].entity_id, "converter-2")
+        self.assertEqual(sorted(self.module_entities(o, "conv")), ["converter-1", "converter-2"])
+
     def test_module_gone_for_good_fails_the_flow(self):
         flag = os.path.join(BUILD, "tests", "integration", f"gone-{os.getpid()}")
         self.addCleanup(lambda: os.path.exists(flag) and os.unlink(flag))
