@@ -276,6 +276,7 @@ static const char *reason_of(int status) {
 
 static void respond(h2o_req_t *req, int status, const char *body, size_t len) {
         req->res.status = status;
+        req->res.content_length = len;
         req->res.reason = reason_of(status);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                        H2O_STRLIT("application/json; charset=utf-8"));
@@ -1483,6 +1484,11 @@ WebServer *web_server_free(WebServer *s) {
                 else {
                         h2o_multithread_unregister_receiver(s->ctx.queue, &s->receiver);
                         h2o_timeout_dispose(s->loop, &s->keepalive);
+                        /* h2o's graceful shutdown leaves its once-a-second check for idle
+                         * connections linked; with no connection left it has nothing to do. */
+                        while (!h2o_linklist_is_empty(&s->ctx.one_sec_timeout._entries))
+                                h2o_timeout_unlink(H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link,
+                                                                          s->ctx.one_sec_timeout._entries.next));
                         h2o_context_dispose(&s->ctx);
                         h2o_evloop_destroy(s->loop);
                         h2o_config_dispose(&s->config);

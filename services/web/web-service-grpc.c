@@ -7,10 +7,10 @@
 #include "shared/macro.h"
 
 static WebService *service_of(RpcServerCall *call) {
-        WebService *w = daemon_web_service(rpc_server_call_get_userdata(call));
+        WebService *w = rpc_server_call_get_userdata(call);
 
         if (!w)
-                (void)rpc_server_call_fail(call, RPC_UNAVAILABLE, "the web dashboard is disabled (web.enabled: false)");
+                (void)rpc_server_call_fail(call, RPC_UNAVAILABLE, "the web dashboard is not running (disabled, or it could not start: see the journal)");
         return w;
 }
 
@@ -71,10 +71,6 @@ static void on_revoke(RpcServerCall *call, const ProtobufCMessage *request, void
                 (void)rpc_server_call_fail(call, RPC_INTERNAL, "out of memory");
 }
 
-static void deny(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
-        (void)rpc_server_call_fail(call, RPC_PERMISSION_DENIED, "modules may not use services");
-}
-
 #define WS(name) "/callassistant.web.v1.WebService/" name
 #define D(t) &callassistant__web__v1__##t##__descriptor
 
@@ -85,8 +81,3 @@ const RpcMethod web_service_methods[] = {
 };
 const size_t web_service_n_methods = ELEMENTSOF(web_service_methods);
 
-const RpcMethod web_service_denied_methods[] = {
-        { WS("GetStatus"), D(get_status_request), deny, false },
-        { WS("SetPasswordHash"), D(set_password_hash_request), deny, false },
-        { WS("RevokeSessions"), D(revoke_sessions_request), deny, false },
-};

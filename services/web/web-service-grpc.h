@@ -7,11 +7,8 @@
 #include "rpc/rpc.h"
 #include "services/web/web-service.h"
 
-/* Provided by the process that serves the methods: the WebService behind a server's
- * userdata (in-process: the orchestrator's Manager), or NULL if the dashboard is disabled. */
-WebService *daemon_web_service(void *server_userdata);
-
+/* Methods of callassistant.web.v1.WebService. The serving process copies them into its
+ * server's table with the WebService as each method's userdata (RpcMethod.userdata); a NULL
+ * userdata (the dashboard is disabled or could not start) answers UNAVAILABLE. */
 extern const RpcMethod web_service_methods[];
 extern const size_t web_service_n_methods;
-/* The same methods answering PERMISSION_DENIED (for the module-facing endpoint). */
-extern const RpcMethod web_service_denied_methods[];
