@@ -18,6 +18,7 @@
 #include "ports/port-alloc.h"
 #include "rpc/rpc.h"
 #include "services/config/config-service.h"
+#include "services/web/web-service.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
@@ -155,6 +156,8 @@ int manager_new(Manager **ret, sd_event *event, DaemonConfig *config) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* The dashboard first: it is a client of our control socket on our gRPC runtime. */
+        m->web_service = web_service_free(m->web_service);
         /* Module channels first: their cancelled calls may still answer calls of the API's
          * servers (a SetConfig waiting for its module); flows no longer react to them. Then
          * the servers, then the runtime. */
@@ -233,6 +236,7 @@ int manager_startup(Manager *mgr) {
         r = flows_init(mgr);
         if (r < 0)
                 return r;
+        manager_web_start(mgr);
         r = api_new(&mgr->api, mgr);
         if (r < 0)
                 return r;
