@@ -121,6 +121,14 @@ static void test_rate_limit(void **state) {
         assert_int_equal(web_rate_limit_take(&rl, "127.0.0.1", 12 * SEC, &retry), 0);
         assert_int_equal(web_rate_limit_take(&rl, "127.0.0.1", 12 * SEC, &retry), -EAGAIN);
 
+        /* A success gives its attempt back. */
+        assert_int_equal(web_rate_limit_take(&rl, "192.0.2.1", 40 * SEC, &retry), 0);
+        assert_int_equal(web_rate_limit_take(&rl, "192.0.2.1", 40 * SEC, &retry), 0);
+        assert_int_equal(web_rate_limit_take(&rl, "192.0.2.1", 40 * SEC, &retry), 0);
+        web_rate_limit_refund(&rl, "192.0.2.1");
+        assert_int_equal(web_rate_limit_take(&rl, "192.0.2.1", 40 * SEC, &retry), 0);
+        assert_int_equal(web_rate_limit_take(&rl, "192.0.2.1", 40 * SEC, &retry), -EAGAIN);
+
         /* Many addresses do not grow the table without bound. */
         web_rate_limit_init(&rl, 3, 0.1, 1e9, 1e9);
         for (int i = 0; i < 1000; i++) {

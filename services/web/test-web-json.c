@@ -78,6 +78,13 @@ static void test_field_errors(void **state) {
         assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "message")), "the module is not running");
         json_decref(a);
 
+        /* A module's refusal: the path inside its message. */
+        a = web_field_errors("module needy refused the configuration: /ok: must be true");
+        assert_int_equal(json_array_size(a), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "path")), "/ok");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "message")), "must be true");
+        json_decref(a);
+
         a = web_field_errors("");
         assert_int_equal(json_array_size(a), 0);
         json_decref(a);

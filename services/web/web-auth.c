@@ -266,6 +266,15 @@ int web_rate_limit_take(WebRateLimit *rl, const char *addr, uint64_t now, uint64
         return 0;
 }
 
+void web_rate_limit_refund(WebRateLimit *rl, const char *addr) {
+        for (size_t i = 0; i < rl->n_addrs; i++)
+                if (strcmp(rl->addrs[i].addr, addr) == 0) {
+                        rl->addrs[i].tokens = MIN(rl->addr_burst, rl->addrs[i].tokens + 1.0);
+                        break;
+                }
+        rl->global.tokens = MIN(rl->global_burst, rl->global.tokens + 1.0);
+}
+
 /* ---- cookies ---- */
 
 const char *web_cookie_find(const char *header, size_t len, const char *name, size_t *ret_len) {

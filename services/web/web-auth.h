@@ -82,6 +82,8 @@ void web_rate_limit_init(WebRateLimit *rl, double addr_burst, double addr_per_se
                          double global_per_sec);
 /* Take one attempt for addr: 0 if allowed; -EAGAIN if not, with the wait in *ret_retry_usec. */
 int web_rate_limit_take(WebRateLimit *rl, const char *addr, uint64_t now, uint64_t *ret_retry_usec);
+/* Give back the attempt of a login that succeeded: only failures count. */
+void web_rate_limit_refund(WebRateLimit *rl, const char *addr);
 
 /* ---- HTTP helpers ---- */
 

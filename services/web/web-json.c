@@ -88,8 +88,16 @@ json_t *web_field_errors(const char *message) {
 
                 if (!item)
                         break;
-                /* The path is a JSON pointer: empty or starting with '/', up to ": ". */
+                /* The path is a JSON pointer: empty or starting with '/', up to ": ". A module's
+                 * refusal comes as "module X refused the configuration: /path: message". */
                 sep = strstr(item, ": ");
+                if (sep && item[0] != '/' && sep != item) {
+                        const char *inner = strstr(item, ": /");
+                        if (inner && strstr(inner + 2, ": ")) {
+                                memmove(item, inner + 2, strlen(inner + 2) + 1);
+                                sep = strstr(item, ": ");
+                        }
+                }
                 if (sep && (item[0] == '/' || sep == item))
                         json_array_append_new(a, json_pack("{s:s%, s:s}", "path", item, (size_t)(sep - item),
                                                            "message", sep + 2));

@@ -758,6 +758,7 @@ static void on_login_done(WebServer *s, Message *m) {
                 } else if (web_sessions_create(&s->sessions, now_usec(), &x) < 0)
                         respond_error(req, 503, "cannot create a session");
                 else {
+                        web_rate_limit_refund(&s->rate, addr);
                         log_info("web: login from %s", addr);
                         set_session_cookie(s, req, x->token, false);
                         respond_session(req, x);
