@@ -167,8 +167,10 @@ Manager *manager_free(Manager *m) {
         flows_done(m);
         m->api = api_free(m->api);
         m->rpc = rpc_runtime_free(m->rpc);
-        for (size_t i = 0; i < m->registry.n_modules; i++)
+        for (size_t i = 0; i < m->registry.n_modules; i++) {
                 m->registry.modules[i]->watch = unit_watch_free(m->registry.modules[i]->watch);
+                m->registry.modules[i]->resources_query = unit_resource_query_free(m->registry.modules[i]->resources_query);
+        }
         registry_done(&m->registry);
         entity_registry_done(&m->entities);
         manager_ports_flush(m);
