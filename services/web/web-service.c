@@ -33,7 +33,7 @@ typedef struct ModEntry {
         char *name;
         Callassistant__V1__ModuleInfo *info;
         char *json;
-        uint64_t prev_cpu_nsec, prev_sample_usec;
+        uint64_t prev_cpu_nsec, prev_sample_usec;   /* the last sample (its time: CLOCK_REALTIME) */
         double cpu_percent;
 } ModEntry;
 
@@ -76,17 +76,11 @@ struct WebService {
 
         sd_event_source *resources_timer;
         RpcClientCall *resources_call;
+        bool resources_sampled;
 
         JobCall *calls;
         Revocation *revocations;
 };
-
-static uint64_t monotonic_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* A copy of a message the runtime will free after the callback. */
 static void *message_copy(const ProtobufCMessage *m) {
@@ -197,6 +191,7 @@ static void module_changed(WebService *w, const Callassistant__V1__ModuleInfo *i
                 copy->has_resources = e->info->has_resources;
                 copy->cpu_usage_nsec = e->info->cpu_usage_nsec;
                 copy->memory_current_bytes = e->info->memory_current_bytes;
+                copy->resources_at_usec = e->info->resources_at_usec;
                 if (copy->main_pid != e->info->main_pid) {
                         /* A new process: its CPU time starts again. */
                         e->prev_sample_usec = 0;
@@ -312,7 +307,6 @@ static void on_resources(RpcClientCall *c, int status, const char *message, cons
         WebService *w = userdata;
         const Callassistant__V1__ListModulesResponse *resp = (const void *)response;
         _cleanup_(json_decrefp) json_t *figures = json_object();
-        uint64_t now = monotonic_usec();
         bool any = false;
 
         w->resources_call = NULL;
@@ -325,14 +319,19 @@ static void on_resources(RpcClientCall *c, int status, const char *message, cons
                         e->info->has_resources = m->has_resources;
                         e->info->cpu_usage_nsec = m->cpu_usage_nsec;
                         e->info->memory_current_bytes = m->memory_current_bytes;
-                        if (m->has_resources && e->prev_sample_usec && now > e->prev_sample_usec &&
-                            m->cpu_usage_nsec >= e->prev_cpu_nsec)
-                                e->cpu_percent = (double)(m->cpu_usage_nsec - e->prev_cpu_nsec) /
-                                                 (double)((now - e->prev_sample_usec) * 1000) * 100.0;
-                        else if (!m->has_resources)
+                        e->info->resources_at_usec = m->resources_at_usec;
+                        if (!m->has_resources) {
                                 e->cpu_percent = -1;
-                        e->prev_cpu_nsec = m->cpu_usage_nsec;
-                        e->prev_sample_usec = m->has_resources ? now : 0;
+                                e->prev_sample_usec = 0;
+                        } else if (m->resources_at_usec != e->prev_sample_usec) {
+                                /* CPU use: two samples of the CPU time, over the time between them. */
+                                if (e->prev_sample_usec && m->resources_at_usec > e->prev_sample_usec &&
+                                    m->cpu_usage_nsec >= e->prev_cpu_nsec)
+                                        e->cpu_percent = (double)(m->cpu_usage_nsec - e->prev_cpu_nsec) /
+                                                         (double)((m->resources_at_usec - e->prev_sample_usec) * 1000) * 100.0;
+                                e->prev_cpu_nsec = m->cpu_usage_nsec;
+                                e->prev_sample_usec = m->resources_at_usec;
+                        }
                         (void)mod_render(e);
                         if (m->has_resources) {
                                 any = true;
@@ -357,8 +356,10 @@ static int on_resources_timer(sd_event_source *s, uint64_t usec, void *userdata)
         Callassistant__V1__ListModulesRequest req = CALLASSISTANT__V1__LIST_MODULES_REQUEST__INIT;
 
         w->resources_timer = sd_event_source_unref(w->resources_timer);
-        if (web_server_n_streams(w->server) == 0 || w->resources_call)
+        if (web_server_n_streams(w->server) == 0 || w->resources_call) {
+                w->resources_sampled = false;
                 return 0;
+        }
         req.with_resources = true;
         if (rpc_channel_call(w->ch, ORCH "ListModules", &req.base, &callassistant__v1__list_modules_response__descriptor,
                              CALL_TIMEOUT_MS, 0, NULL, 0, on_resources, w, &w->resources_call) < 0) {
@@ -372,8 +373,11 @@ static int on_resources_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static void resources_schedule(WebService *w) {
         if (w->resources_timer || w->resources_call || web_server_n_streams(w->server) == 0)
                 return;
+        /* The first page that opens gets figures soon; then one sample per interval. */
         (void)sd_event_add_time_relative(w->event, &w->resources_timer, CLOCK_MONOTONIC,
-                                         (uint64_t)w->resources_interval_ms * 1000, 0, on_resources_timer, w);
+                                         w->resources_sampled ? (uint64_t)w->resources_interval_ms * 1000 : 100000, 0,
+                                         on_resources_timer, w);
+        w->resources_sampled = true;
 }
 
 /* ---- the journal ---- */

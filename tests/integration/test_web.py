@@ -135,7 +135,10 @@ class EventStream:
             if left <= 0:
                 raise AssertionError("no event before the deadline")
             self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError("no event before the deadline") from None
             if not chunk:
                 raise AssertionError("the event stream was closed")
             self.raw += chunk
@@ -426,6 +429,30 @@ class WebApi(unittest.TestCase):
             self.assertLess(time.monotonic() - killed, 1.0)
             while not (name == "module" and data["name"] == "recorder" and data["state"] == "READY" and data["restarts"] == 1):
                 name, data = es.next(killed + 20)
+            # While a page is open, CPU and memory come from systemd's cgroup accounting, which
+            # the orchestrator turns on for module units.
+            show = inside("systemctl", "show", "-p", "CPUAccounting,MemoryAccounting,MemoryCurrent",
+                          "call-assistant-module@camera.service").stdout
+            self.assertIn("CPUAccounting=yes", show)
+            self.assertIn("MemoryAccounting=yes", show)
+            if "MemoryCurrent=[not set]" in show:
+                # This systemd cannot account for its units (nspawn on a cgroup v1 host keeps the
+                # controllers read-only): the dashboard shows no figures rather than made-up ones.
+                print("note: no cgroup accounting in this sandbox; figures are shown as unknown")
+                status, _, doc, _ = c.request("GET", "/api/modules/camera")
+                self.assertIsNone(doc["memory_bytes"])
+                self.assertIsNone(doc["cpu_percent"])
+            else:
+                deadline = time.monotonic() + 20
+                while True:
+                    name, data = es.next(deadline)
+                    cam = data["modules"].get("camera") if name == "resources" else None
+                    if cam and cam["memory_bytes"] > 0 and cam["cpu_percent"] is not None:
+                        break
+                self.assertGreaterEqual(cam["cpu_percent"], 0)
+                status, _, doc, _ = c.request("GET", "/api/modules/camera")
+                self.assertGreater(doc["memory_bytes"], 0)
+                self.assertGreater(doc["cpu_usage_nsec"], 0)
         finally:
             es.close()
 

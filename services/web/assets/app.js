@@ -11,6 +11,7 @@ const app = {
   modules: new Map(),      // name -> module (as /api/modules gives it)
   csrf: null,
   view: null,              // the current view: {name, update(kind, data), leave()}
+  events: null,            // the EventSource
   firstRender: false,
 };
 
@@ -822,11 +823,14 @@ async function main() {
     return;
   }
   document.getElementById('logout').addEventListener('click', async () => {
+    // Our own streams first: the server ends them with a logout event that would navigate too.
+    app.events.close();
+    if (app.view) app.view.leave();
     try { await api('POST', '/api/logout'); } finally { location.replace('/login.html'); }
   });
   window.addEventListener('hashchange', route);
   route();
-  connectEvents();
+  app.events = connectEvents();
 }
 
 main();
