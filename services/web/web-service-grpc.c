@@ -7,19 +7,18 @@
 #include "shared/macro.h"
 
 static WebService *service_of(RpcServerCall *call) {
-        WebService *w = rpc_server_call_get_userdata(call);
+        return rpc_server_call_get_userdata(call);
+}
 
-        if (!w)
-                (void)rpc_server_call_fail(call, RPC_UNAVAILABLE, "the web dashboard is not running (disabled, or it could not start: see the journal)");
-        return w;
+void web_service_not_running(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
+        (void)rpc_server_call_fail(call, RPC_UNAVAILABLE,
+                                   "the web dashboard is not running (disabled, or it could not start: see the journal)");
 }
 
 static void on_status(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
         Callassistant__Web__V1__GetStatusResponse resp = CALLASSISTANT__WEB__V1__GET_STATUS_RESPONSE__INIT;
         WebService *w = service_of(call);
 
-        if (!w)
-                return;
         resp.url = (char *)web_service_url(w);
         resp.password_set = web_service_password_set(w);
         resp.sessions = web_service_n_sessions(w);
@@ -42,8 +41,6 @@ static void on_password(RpcServerCall *call, const ProtobufCMessage *request, vo
         WebService *w = service_of(call);
         int r;
 
-        if (!w)
-                return;
         r = web_service_set_password_hash(w, req->hash, on_password_done, call);
         if (r == -EINVAL)
                 (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT,
@@ -67,7 +64,7 @@ static void on_revoke_done(int n, void *userdata) {
 static void on_revoke(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
         WebService *w = service_of(call);
 
-        if (w && web_service_revoke_sessions(w, on_revoke_done, call) < 0)
+        if (web_service_revoke_sessions(w, on_revoke_done, call) < 0)
                 (void)rpc_server_call_fail(call, RPC_INTERNAL, "out of memory");
 }
 

@@ -8,7 +8,9 @@
 #include "services/web/web-service.h"
 
 /* Methods of callassistant.web.v1.WebService. The serving process copies them into its
- * server's table with the WebService as each method's userdata (RpcMethod.userdata); a NULL
- * userdata (the dashboard is disabled or could not start) answers UNAVAILABLE. */
+ * server's table with the WebService as each method's userdata (RpcMethod.userdata). */
 extern const RpcMethod web_service_methods[];
 extern const size_t web_service_n_methods;
+/* The handler to put in their place when there is no WebService (the dashboard is disabled or
+ * could not start): answers UNAVAILABLE. */
+void web_service_not_running(RpcServerCall *call, const ProtobufCMessage *request, void *userdata);

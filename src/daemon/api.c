@@ -222,6 +222,8 @@ static int build_tables(Api *api) {
         for (size_t i = 0; i < web_service_n_methods; i++, k++) {
                 api->module_table[k] = api->control_table[k] = web_service_methods[i];
                 api->control_table[k].userdata = api->manager->web_service;
+                if (!api->manager->web_service)
+                        api->control_table[k].handler = web_service_not_running;
                 api->module_table[k].handler = on_denied;
         }
         api->n_methods = k;
