@@ -295,6 +295,8 @@ class WebApi(unittest.TestCase):
         wait_until(lambda: self.o.module("camera").main_pid not in (0, before) and
                    self.o.module("camera").status == opb.MODULE_STATUS_READY, 20, "camera restarted and READY")
 
+        # What depends on camera may still be settling after its restart.
+        self.o.wait_state("recorder", "READY")
         status, _, doc, _ = c.request("POST", "/api/modules/recorder/stop")
         self.assertEqual(status, 200, doc)
         self.o.wait_state("recorder", "STOPPED")
@@ -418,7 +420,9 @@ class WebApi(unittest.TestCase):
             name, data = es.next(time.monotonic() + 5)
             self.assertEqual(name, "modules")
             self.assertEqual({m["name"] for m in data["modules"]}, {"camera", "recorder", "needy", "chatty"})
+            self.o.wait_state("recorder", "READY")
             pid = self.o.module("recorder").main_pid
+            self.assertGreater(pid, 0)  # never "kill -9 0": that is the whole process group
             self.assertEqual(inside("kill", "-9", str(pid)).returncode, 0)
             killed = time.monotonic()
             while True:
@@ -483,6 +487,60 @@ class WebApi(unittest.TestCase):
         status, headers, doc = Client(self.url).login(PASSWORD + "-2")
         self.assertEqual(status, 429)  # even the right password waits
         self.assertGreater(int(headers["retry-after"]), 0)
+
+
+class WebTls(unittest.TestCase):
+    def web_config(self, root, extra):
+        return ("web:\n  listen: 127.0.0.1:0\n"
+                f"  assets_dir: \"{SOURCE}/services/web/assets\"\n"
+                f"  journal_directory: \"{os.environ.get('CA_SANDBOX_JOURNAL', '')}\"\n" + extra)
+
+    def test_https_and_secure_cookie(self):
+        import ssl
+        o = Orchestrator("web-tls", [dict(dir="camera")])
+        self.addCleanup(o.cleanup)
+        cert, key = os.path.join(o.root, "cert.pem"), os.path.join(o.root, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-keyout", key, "-out", cert], check=True, capture_output=True)
+        with open(o.config, "a") as f:
+            f.write(self.web_config(o.root, f"  tls_certificate: \"{cert}\"\n  tls_key: \"{key}\"\n"))
+        o.start()
+        o.wait_state("camera", "READY")
+        st = web_status(o)
+        self.assertTrue(st["tls"])
+        self.assertTrue(st["url"].startswith("https://127.0.0.1:"), st["url"])
+        self.assertEqual(ctl(o, "web", "passwd", input=PASSWORD + "\n").returncode, 0)
+        u = urllib.parse.urlparse(st["url"])
+        ctx = ssl.create_default_context(cafile=cert)
+        ctx.check_hostname = False
+        conn = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=10)
+        conn.request("POST", "/api/login", body=json.dumps({"password": PASSWORD}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        self.assertEqual(resp.status, 200)
+        self.assertIn("Secure", resp.getheader("Set-Cookie"))
+        conn.close()
+        # Plain HTTP on the TLS port gets nothing usable.
+        with socket.create_connection((u.hostname, u.port), timeout=5) as sock:
+            sock.sendall(b"GET /api/session HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                data = sock.recv(4096)
+            except (ConnectionResetError, TimeoutError):
+                data = b""
+        self.assertFalse(data.startswith(b"HTTP/1.1 200"))
+
+    def test_bad_certificate_leaves_the_orchestrator_running(self):
+        o = Orchestrator("web-badtls", [dict(dir="camera")])
+        self.addCleanup(o.cleanup)
+        with open(o.config, "a") as f:
+            f.write(self.web_config(o.root, "  tls_certificate: /nonexistent/cert.pem\n  tls_key: /nonexistent/key.pem\n"))
+        o.start()
+        o.wait_state("camera", "READY")
+        r = ctl(o, "web", "status")
+        self.assertEqual(r.returncode, 3, r.stderr)  # UNAVAILABLE
+        self.assertIn("not running", r.stderr)
+        self.assertIn("cannot load the TLS certificate /nonexistent/cert.pem", o.output())
 
 
 class Browser(unittest.TestCase):
