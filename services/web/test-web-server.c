@@ -389,8 +389,19 @@ static void test_events(void **state) {
         web_server_revoke_sessions(server, NULL);
         assert_true(read_until(all, "event: logout", buf, sizeof(buf)));
         close(all);
-        /* The other stays open over the server's stop (teardown): it ends it cleanly. */
+        /* The other stays open over the server's stop (teardown), and so does an idle
+         * keep-alive connection: the stop ends both cleanly. */
         (void)logs;
+        {
+                struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+                char req[256];
+                int idle = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+                assert_int_equal(connect(idle, (struct sockaddr *)&sa, sizeof(sa)), 0);
+                snprintf(req, sizeof(req), "GET /login.html HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
+                assert_int_equal(write(idle, req, strlen(req)), (ssize_t)strlen(req));
+                assert_true(read_until(idle, "<title>login</title>", buf, sizeof(buf)));
+        }
         free(cookie);
         free(h);
 }

@@ -491,6 +491,9 @@ static void stream_finish(Stream *st) {
         h2o_linklist_unlink(&st->link);
         publish_counts(s);
         submit_control(s, WEB_JOB_STREAMS, 0, NULL);
+        /* The connection goes with the stream: no idle keep-alive connection is left behind
+         * (the page opens a new one when it reconnects). */
+        st->req->http1_is_persistent = 0;
         if (!st->sending)
                 h2o_send(st->req, NULL, 0, H2O_SEND_STATE_FINAL);
         /* else: the final send happens once the current one is done (on_stream_proceed). */
@@ -1041,7 +1044,7 @@ static int on_static(h2o_handler_t *self, h2o_req_t *req) {
                 respond_405(req, "GET, HEAD");
                 return 0;
         }
-        if (path.len == 0 || path.base[0] != '/' || path.len >= sizeof(rel) - 16 ||
+        if (!path.base || path.len == 0 || path.base[0] != '/' || path.len >= sizeof(rel) - 16 ||
             memchr(path.base, '%', path.len) || memchr(path.base, '\\', path.len) || memmem(path.base, path.len, "/.", 2) ||
             memchr(path.base, 0, path.len)) {
                 respond_error(req, 404, "not found");
@@ -1405,6 +1408,10 @@ static void server_begin_stop(WebServer *s) {
                 stream_finish(H2O_STRUCT_FROM_MEMBER(Stream, link, l));
         }
         h2o_context_request_shutdown(&s->ctx);
+        /* h2o 2.2.5 closes an idle keep-alive HTTP/1 connection only when its request timeout
+         * runs out (HTTP/2: its idle timeout): let those run out now. */
+        s->ctx.http1.req_timeout.timeout = 0;
+        s->ctx.http2.idle_timeout.timeout = 0;
 }
 
 static void *server_main(void *userdata) {
@@ -1422,6 +1429,10 @@ static void *server_main(void *userdata) {
                         break;
                 h2o_evloop_run(s->loop, 50);
         }
+        /* Socket buffers h2o keeps for reuse live in this thread's storage: give them back
+         * before the thread goes. */
+        while (h2o_socket_buffer_prototype.allocator.cnt > 0)
+                free(h2o_mem_alloc_recycle(&h2o_socket_buffer_prototype.allocator, 1));
         return NULL;
 }
 
