@@ -749,6 +749,12 @@ function entitiesView(root) {
     }
   }
 
+  // Entities change with entity events and when a module becomes READY or stops being so;
+  // a burst of those asks the server once.
+  const states = new Map([...app.modules.values()].map((m) => [m.name, m.state]));
+  let pending = null;
+  const reloadSoon = () => { if (!pending) pending = setTimeout(() => { pending = null; load(); }, 300); };
+
   filter.addEventListener('input', draw);
   root.replaceChildren(
     el('div', { class: 'page-head' }, el('div', {}, el('h1', {}, 'Entities'), el('div', { class: 'muted' }, 'What the modules provide, live'))),
@@ -758,8 +764,15 @@ function entitiesView(root) {
   load();
   return {
     name: 'entities',
-    update(kind) { if (kind === 'entity' || (kind === 'module')) load(); },
-    leave() {},
+    update(kind, data) {
+      if (kind === 'entity') reloadSoon();
+      else if (kind === 'module') {
+        const was = states.get(data.name);
+        states.set(data.name, data.state);
+        if ((was === 'READY') !== (data.state === 'READY')) reloadSoon();
+      }
+    },
+    leave() { clearTimeout(pending); },
   };
 }
 
