@@ -522,12 +522,21 @@ static void on_entities_done(RpcClientCall *c, int status, const char *message, 
         a = json_array();
         for (size_t i = 0; a && i < resp->n_entities; i++) {
                 const Callassistant__V1__ModuleEntity *me = resp->entities[i];
+                const Callassistant__V1__EntityType *type = me->type;
+                ModEntry *mod = mod_find(w, me->module);
                 json_t *e;
+
                 if (!me->entity)
                         continue;
-                e = web_entity_json(me->module, me->entity, me->available);
-                if (e && me->type)
-                        json_object_set_new(e, "type_info", web_entity_type_json(me->type));
+                /* An orchestrator that lists entities by asking the READY modules leaves
+                 * available and type unset: fill them in from what we know of the module. */
+                e = web_entity_json(me->module, me->entity,
+                                    me->available || (mod && mod->info->status == CALLASSISTANT__V1__MODULE_STATUS__MODULE_STATUS_READY));
+                for (size_t k = 0; !type && mod && k < mod->info->n_entity_types; k++)
+                        if (strcmp(mod->info->entity_types[k]->name, me->entity->type) == 0)
+                                type = mod->info->entity_types[k];
+                if (e && type)
+                        json_object_set_new(e, "type_info", web_entity_type_json(type));
                 json_array_append_new(a, e);
         }
         job_reply_json(w, job, 200, json_pack("{s:o}", "entities", a));

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import unittest
 import urllib.parse
@@ -548,20 +549,29 @@ class Browser(unittest.TestCase):
         playwright = os.path.join(SOURCE, "tests", "browser", "node_modules", "playwright-core")
         self.assertTrue(os.path.isdir(playwright),
                         "playwright-core is not installed: run tools/install-deps (it runs npm ci in tests/browser)")
-        o = Orchestrator("web-ui", [dict(dir="camera"), dict(dir="recorder", deps=["camera"]),
+        o = Orchestrator("web-ui", [dict(dir="source"), dict(dir="recorder", deps=["source"]),
                                     dict(dir="notifier", deps=["recorder"]), dict(dir="doorbell")])
-        # The bundled chromecast module: a real schema with an array of devices and patterns.
+        # The bundled modules: chromecast (a real schema with an array of devices and patterns)
+        # and camera (its video_source entities are cameras).
         shutil.copytree(os.path.join(BUILD, "modules", "chromecast"), os.path.join(o.modules_dir, "chromecast"))
+        # (the camera's binary finds the SDK library relative to where it was built: run it there)
+        o.add_module("camera", raw='name: "camera"\nversion: "1.0.0"\ndescription: "IP cameras (RTSP)"\n'
+                     f'command: "{BUILD}/modules/camera/camera-module"\ndependencies: []\n')
         self.addCleanup(o.cleanup)
         o.start()
-        for name in ("camera", "recorder", "notifier", "doorbell"):
+        for name in ("source", "recorder", "notifier", "doorbell", "camera"):
             o.wait_state(name, "READY")
         o.wait_state("chromecast", "WAITING_FOR_CONFIG")
         self.assertEqual(ctl(o, "web", "passwd", input=PASSWORD + "\n").returncode, 0)
         out_dir = os.path.join(BUILD, "tests", "browser")
         os.makedirs(out_dir, exist_ok=True)
+        # The page creates no entities (only flows do); the test asks the module itself, as the
+        # orchestrator would, while the entities page is open.
+        create = [sys.executable, os.path.abspath(__file__), "--create-entity", str(o.module("camera").port),
+                  os.path.join(o.runtime_dir, "credentials", "camera.token")]
         env = dict(os.environ, CA_WEB_URL=web_status(o)["url"], CA_WEB_PASSWORD=PASSWORD,
-                   CA_SCREENSHOT_DIR=out_dir, CA_SANDBOX_EXEC=os.environ.get("CA_SANDBOX_EXEC", ""))
+                   CA_SCREENSHOT_DIR=out_dir, CA_SANDBOX_EXEC=os.environ.get("CA_SANDBOX_EXEC", ""),
+                   CA_CREATE_ENTITY=json.dumps(create))
         r = subprocess.run([NODE, os.path.join(SOURCE, "tests", "browser", "dashboard.mjs")], env=env,
                            capture_output=True, text=True, timeout=240)
         print(r.stdout)
@@ -569,5 +579,23 @@ class Browser(unittest.TestCase):
             raise AssertionError(f"browser test failed:\n{r.stdout}\n{r.stderr}\n--- orchestrator ---\n{o.output()}")
 
 
+def create_entity(port, token_file):
+    """CreateEntity on a camera module, with its token (for the browser test)."""
+    import grpc
+    from callassistant.v1 import module_pb2 as mpb
+    from callassistant.v1 import module_pb2_grpc as mgrpc
+    with open(token_file) as f:
+        token = f.read().strip()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        e = mgrpc.ModuleServiceStub(ch).CreateEntity(
+            mpb.CreateEntityRequest(type="video_source", name="Front door",
+                                    config_json='{"url": "rtsp://127.0.0.1:8554/door"}'),
+            metadata=[("x-call-assistant-module-token", token)], timeout=10)
+    print(e.id)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--create-entity"]:
+        create_entity(sys.argv[2], sys.argv[3])
+    else:
+        main()
