@@ -528,10 +528,8 @@ static void on_entities_done(RpcClientCall *c, int status, const char *message, 
 
                 if (!me->entity)
                         continue;
-                /* An orchestrator that lists entities by asking the READY modules leaves
-                 * available and type unset: fill them in from what we know of the module. */
-                e = web_entity_json(me->module, me->entity,
-                                    me->available || (mod && mod->info->status == CALLASSISTANT__V1__MODULE_STATUS__MODULE_STATUS_READY));
+                /* The type as the module declared it; from the module list if not given. */
+                e = web_entity_json(me->module, me->entity, me->available);
                 for (size_t k = 0; !type && mod && k < mod->info->n_entity_types; k++)
                         if (strcmp(mod->info->entity_types[k]->name, me->entity->type) == 0)
                                 type = mod->info->entity_types[k];

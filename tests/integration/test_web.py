@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import unittest
 import urllib.parse
@@ -554,24 +553,19 @@ class Browser(unittest.TestCase):
         # The bundled modules: chromecast (a real schema with an array of devices and patterns)
         # and camera (its video_source entities are cameras).
         shutil.copytree(os.path.join(BUILD, "modules", "chromecast"), os.path.join(o.modules_dir, "chromecast"))
-        # (the camera's binary finds the SDK library relative to where it was built: run it there)
-        o.add_module("camera", raw='name: "camera"\nversion: "1.0.0"\ndescription: "IP cameras (RTSP)"\n'
-                     f'command: "{BUILD}/modules/camera/camera-module"\ndependencies: []\n')
+        # Cameras that a module finds by itself (the flow tests' fixture): two "camera" entities.
+        o.add_module("cameras", command=os.path.join(BUILD, "tests", "fixtures", "flow-fixture") +
+                     " --role=source --entities=2")
         self.addCleanup(o.cleanup)
         o.start()
-        for name in ("source", "recorder", "notifier", "doorbell", "camera"):
+        for name in ("source", "recorder", "notifier", "doorbell", "cameras"):
             o.wait_state(name, "READY")
         o.wait_state("chromecast", "WAITING_FOR_CONFIG")
         self.assertEqual(ctl(o, "web", "passwd", input=PASSWORD + "\n").returncode, 0)
         out_dir = os.path.join(BUILD, "tests", "browser")
         os.makedirs(out_dir, exist_ok=True)
-        # The page creates no entities (only flows do); the test asks the module itself, as the
-        # orchestrator would, while the entities page is open.
-        create = [sys.executable, os.path.abspath(__file__), "--create-entity", str(o.module("camera").port),
-                  os.path.join(o.runtime_dir, "credentials", "camera.token")]
         env = dict(os.environ, CA_WEB_URL=web_status(o)["url"], CA_WEB_PASSWORD=PASSWORD,
-                   CA_SCREENSHOT_DIR=out_dir, CA_SANDBOX_EXEC=os.environ.get("CA_SANDBOX_EXEC", ""),
-                   CA_CREATE_ENTITY=json.dumps(create))
+                   CA_SCREENSHOT_DIR=out_dir, CA_SANDBOX_EXEC=os.environ.get("CA_SANDBOX_EXEC", ""))
         r = subprocess.run([NODE, os.path.join(SOURCE, "tests", "browser", "dashboard.mjs")], env=env,
                            capture_output=True, text=True, timeout=240)
         print(r.stdout)
@@ -579,23 +573,5 @@ class Browser(unittest.TestCase):
             raise AssertionError(f"browser test failed:\n{r.stdout}\n{r.stderr}\n--- orchestrator ---\n{o.output()}")
 
 
-def create_entity(port, token_file):
-    """CreateEntity on a camera module, with its token (for the browser test)."""
-    import grpc
-    from callassistant.v1 import module_pb2 as mpb
-    from callassistant.v1 import module_pb2_grpc as mgrpc
-    with open(token_file) as f:
-        token = f.read().strip()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        e = mgrpc.ModuleServiceStub(ch).CreateEntity(
-            mpb.CreateEntityRequest(type="video_source", name="Front door",
-                                    config_json='{"url": "rtsp://127.0.0.1:8554/door"}'),
-            metadata=[("x-call-assistant-module-token", token)], timeout=10)
-    print(e.id)
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--create-entity"]:
-        create_entity(sys.argv[2], sys.argv[3])
-    else:
-        main()
+    main()

@@ -734,7 +734,8 @@ function entitiesView(root) {
       el('td', {}, el('code', {}, e.type)),
       el('td', {}, el('a', { href: '#/modules/' + encodeURIComponent(e.module) }, e.module)),
       el('td', {}, e.state || '–'),
-      el('td', {}, e.available === false ? el('span', { class: 'chip s-STOPPED' }, 'unavailable') : el('span', { class: 'chip s-READY' }, 'available')))));
+      el('td', {}, e.available === false ? el('span', { class: 'chip s-STOPPED', dataset: { state: 'STOPPED' } }, 'unavailable')
+        : el('span', { class: 'chip s-READY', dataset: { state: 'READY' } }, 'available')))));
     note.textContent = entities.length ? `${rows.length} of ${entities.length} entit${entities.length === 1 ? 'y' : 'ies'}` : 'No entities: no READY module provides any yet.';
   }
 
