@@ -113,10 +113,10 @@ class Streams:
 
 def overview_render(url):
     env = dict(os.environ, CA_WEB_URL=url, CA_WEB_PASSWORD=PASSWORD)
-    r = subprocess.run(["node", os.path.join(HERE, "bench-overview.mjs")], env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(["node", os.path.join(BUILD, "tests", "browser", "dashboard.mjs"), "--bench-overview"], env=env,
+                       capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
-        raise SystemExit("bench-overview.mjs failed:\n" + r.stdout + r.stderr)
+        raise SystemExit("dashboard.mjs --bench-overview failed:\n" + r.stdout + r.stderr)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

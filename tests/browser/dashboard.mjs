@@ -6,6 +6,11 @@
 // page go to $CA_SCREENSHOT_DIR. Prints "N passed, N failed".
 //
 // Environment: CA_WEB_URL, CA_WEB_PASSWORD, CA_SCREENSHOT_DIR, CA_SANDBOX_EXEC.
+//
+// With --bench-overview (bench/bench_web.py): the overview's first render, from the
+// navigation's start to the page's performance mark 'overview-rendered' (set once the module
+// list from the event stream is on screen), over 5 loads after a warm-up; prints
+// {"renders": [ms, ...]}.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -20,10 +25,10 @@ const PASSWORD = process.env.CA_WEB_PASSWORD;
 const SHOTS = process.env.CA_SCREENSHOT_DIR || '.';
 const SANDBOX = process.env.CA_SANDBOX_EXEC;
 
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-export async function launch(viewport = { width: 1440, height: 900 }) {
+async function launch(viewport = { width: 1440, height: 900 }) {
   const profile = mkdtempSync(join(tmpdir(), 'ca-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
@@ -219,4 +224,23 @@ async function main() {
   process.exit(failed || results.length < 8 ? 1 : 0);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) main();
+async function benchOverview() {
+  const { context, close } = await launch({ width: 1920, height: 1080 });
+  const page = context.pages()[0] || await context.newPage();
+  await page.goto(URL_);
+  await page.fill('#password', PASSWORD);
+  await page.click('#submit');
+  await page.waitForURL(URL_);
+  const renders = [];
+  for (let i = 0; i < 6; i++) {
+    await page.reload();
+    await page.waitForFunction(() => performance.getEntriesByName('overview-rendered').length > 0, null, { timeout: 20000 });
+    const ms = await page.evaluate(() => performance.getEntriesByName('overview-rendered')[0].startTime);
+    if (i > 0) renders.push(ms); // the first load fills the browser's caches
+  }
+  await close();
+  console.log(JSON.stringify({ renders }));
+}
+
+if (process.argv.includes('--bench-overview')) benchOverview();
+else main();

@@ -545,9 +545,9 @@ class WebTls(unittest.TestCase):
 
 class Browser(unittest.TestCase):
     def test_dashboard_in_chromium(self):
-        playwright = os.path.join(SOURCE, "tests", "browser", "node_modules", "playwright-core")
-        self.assertTrue(os.path.isdir(playwright),
-                        "playwright-core is not installed: run tools/install-deps (it runs npm ci in tests/browser)")
+        script = os.path.join(BUILD, "tests", "browser", "dashboard.mjs")
+        self.assertTrue(os.path.isdir(os.path.join(BUILD, "tests", "browser", "node_modules", "playwright-core")),
+                        "playwright-core is not installed: the build runs npm ci in build/tests/browser")
         o = Orchestrator("web-ui", [dict(dir="source"), dict(dir="recorder", deps=["source"]),
                                     dict(dir="notifier", deps=["recorder"]), dict(dir="doorbell")])
         # The bundled modules: chromecast (a real schema with an array of devices and patterns)
@@ -566,7 +566,7 @@ class Browser(unittest.TestCase):
         os.makedirs(out_dir, exist_ok=True)
         env = dict(os.environ, CA_WEB_URL=web_status(o)["url"], CA_WEB_PASSWORD=PASSWORD,
                    CA_SCREENSHOT_DIR=out_dir, CA_SANDBOX_EXEC=os.environ.get("CA_SANDBOX_EXEC", ""))
-        r = subprocess.run([NODE, os.path.join(SOURCE, "tests", "browser", "dashboard.mjs")], env=env,
+        r = subprocess.run([NODE, script], env=env,
                            capture_output=True, text=True, timeout=240)
         print(r.stdout)
         if r.returncode != 0:
