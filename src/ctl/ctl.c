@@ -7,10 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "callassistant/config/v1/config.pb-c.h"
 #include "callassistant/v1/orchestrator.pb-c.h"
+#include "callassistant/web/v1/web.pb-c.h"
 #include "config.h"
 #include "ctl/ctl-client.h"
 #include "ctl/ctl-flows.h"
@@ -18,6 +21,7 @@
 #include "graph/check.h"
 #include "manifest/diagnostics.h"
 #include "rpc/rpc.h"
+#include "services/web/web-auth.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 #include "systemd/unit-properties.h"
@@ -374,6 +378,145 @@ static int cmd_config(Client *c, int argc, char **argv) {
         return EXIT_USAGE;
 }
 
+#define WEB "callassistant.web.v1.WebService"
+#define MIN_PASSWORD 8
+
+/* One line from f without its newline; NULL at EOF. */
+static char *read_line(FILE *f) {
+        char *line = NULL;
+        size_t n = 0;
+        ssize_t len = getline(&line, &n, f);
+
+        if (len < 0) {
+                free(line);
+                return NULL;
+        }
+        if (len > 0 && line[len - 1] == '\n')
+                line[--len] = 0;
+        return line;
+}
+
+/* Ask on the terminal without echo; NULL if there is no terminal or input ended. */
+static char *ask_password(const char *prompt) {
+        FILE *tty = fopen("/dev/tty", "r+e");
+        struct termios old, quiet;
+        char *line;
+
+        if (!tty)
+                return NULL;
+        fputs(prompt, tty);
+        fflush(tty);
+        if (tcgetattr(fileno(tty), &old) < 0) {
+                fclose(tty);
+                return NULL;
+        }
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        (void)tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+        line = read_line(tty);
+        (void)tcsetattr(fileno(tty), TCSAFLUSH, &old);
+        fputc('\n', tty);
+        fclose(tty);
+        return line;
+}
+
+static void free_secret(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
+}
+
+static int web_passwd(Client *c) {
+        Callassistant__Web__V1__SetPasswordHashRequest req = CALLASSISTANT__WEB__V1__SET_PASSWORD_HASH_REQUEST__INIT;
+        Callassistant__Web__V1__SetPasswordHashResponse *resp;
+        char *password, *again = NULL, *hash = NULL;
+        Call call;
+        int r;
+
+        /* From the terminal (asked twice), or one line from standard input for scripts. */
+        if (isatty(STDIN_FILENO)) {
+                password = ask_password("New dashboard password: ");
+                if (password)
+                        again = ask_password("Again: ");
+                if (password && (!again || strcmp(password, again) != 0)) {
+                        fprintf(stderr, "The passwords differ; nothing changed.\n");
+                        free_secret(password);
+                        free_secret(again);
+                        return EXIT_INVALID;
+                }
+                free_secret(again);
+        } else
+                password = read_line(stdin);
+        if (!password) {
+                fprintf(stderr, "web passwd: no password given.\n");
+                return EXIT_INVALID;
+        }
+        if (strlen(password) < MIN_PASSWORD) {
+                fprintf(stderr, "web passwd: the password needs at least %d characters; nothing changed.\n",
+                        MIN_PASSWORD);
+                free_secret(password);
+                return EXIT_INVALID;
+        }
+        /* Only the hash leaves this process. */
+        r = web_password_hash(password, &hash);
+        free_secret(password);
+        if (r < 0) {
+                fprintf(stderr, "web passwd: cannot hash the password: %s\n", strerror(-r));
+                return EXIT_FAIL;
+        }
+        req.hash = hash;
+        r = call_service(c, WEB, "SetPasswordHash", &req.base,
+                         &callassistant__web__v1__set_password_hash_response__descriptor, &call);
+        free(hash);
+        if (r != EXIT_OK)
+                return r;
+        resp = (Callassistant__Web__V1__SetPasswordHashResponse *)call.response;
+        printf("Dashboard password changed; %u session(s) ended.\n", resp->sessions_revoked);
+        protobuf_c_message_free_unpacked(call.response, NULL);
+        return EXIT_OK;
+}
+
+static int cmd_web(Client *c, const char *sub) {
+        Call call;
+        int r;
+
+        if (sub && strcmp(sub, "passwd") == 0)
+                return web_passwd(c);
+        if (sub && strcmp(sub, "logout-all") == 0) {
+                Callassistant__Web__V1__RevokeSessionsRequest req = CALLASSISTANT__WEB__V1__REVOKE_SESSIONS_REQUEST__INIT;
+                r = call_service(c, WEB, "RevokeSessions", &req.base,
+                                 &callassistant__web__v1__revoke_sessions_response__descriptor, &call);
+                if (r != EXIT_OK)
+                        return r;
+                printf("%u session(s) ended.\n",
+                       ((Callassistant__Web__V1__RevokeSessionsResponse *)call.response)->sessions_revoked);
+                protobuf_c_message_free_unpacked(call.response, NULL);
+                return EXIT_OK;
+        }
+        if (!sub || strcmp(sub, "status") == 0) {
+                Callassistant__Web__V1__GetStatusRequest req = CALLASSISTANT__WEB__V1__GET_STATUS_REQUEST__INIT;
+                Callassistant__Web__V1__GetStatusResponse *resp;
+                r = call_service(c, WEB, "GetStatus", &req.base, &callassistant__web__v1__get_status_response__descriptor,
+                                 &call);
+                if (r != EXIT_OK)
+                        return r;
+                resp = (Callassistant__Web__V1__GetStatusResponse *)call.response;
+                if (arg_json)
+                        print_json(json_pack("{s:s, s:b, s:i, s:i, s:b}", "url", resp->url, "password_set",
+                                             resp->password_set, "sessions", (int)resp->sessions, "event_streams",
+                                             (int)resp->event_streams, "tls", resp->tls));
+                else {
+                        printf("Dashboard: %s\n", resp->url);
+                        printf(" Password: %s\n", resp->password_set ? "set" : "not set (call-assistantctl web passwd)");
+                        printf(" Sessions: %u logged in, %u live page(s)\n", resp->sessions, resp->event_streams);
+                }
+                protobuf_c_message_free_unpacked(call.response, NULL);
+                return EXIT_OK;
+        }
+        fprintf(stderr, "web: usage: web [status] | web passwd | web logout-all\n");
+        return EXIT_USAGE;
+}
+
 static void help(void) {
         printf("call-assistantctl [OPTIONS] COMMAND ...\n\n"
                "Look at and control call-assistant and its modules.\n\n"
@@ -398,7 +541,12 @@ static void help(void) {
                "                       converters it takes); prints the flow\n"
                "  flow stop ID         Tear a flow down (destroys what it created)\n"
                "  flow list            Flows with state, ends and path\n"
-               "  flow status ID       One flow with its steps\n\n"
+               "  flow status ID       One flow with its steps\n"
+               "  web [status]         The dashboard's address, password and sessions\n"
+               "  web passwd           Set the dashboard password (asked twice on a terminal, else one\n"
+               "                       line from standard input); only its hash is sent and stored;\n"
+               "                       every session ends\n"
+               "  web logout-all       End every dashboard session\n\n"
                "Options:\n"
                "  -h --help            Show this help\n"
                "     --version        Show the version\n"
@@ -492,7 +640,8 @@ int main(int argc, char *argv[]) {
                 }
                 return cmd_logs(arg);
         }
-        if (strcmp(verb, "config") == 0 || strcmp(verb, "flow") == 0 || strcmp(verb, "entities") == 0) {
+        if (strcmp(verb, "config") == 0 || strcmp(verb, "flow") == 0 || strcmp(verb, "entities") == 0 ||
+            strcmp(verb, "web") == 0) {
                 r = client_open(&c);
                 if (r < 0)
                         return -r;
@@ -500,6 +649,8 @@ int main(int argc, char *argv[]) {
                         r = cmd_config(&c, argc - optind - 1, argv + optind + 1);
                 else if (strcmp(verb, "flow") == 0)
                         r = cmd_flow(&c, argc - optind - 1, argv + optind + 1, arg_json);
+                else if (strcmp(verb, "web") == 0)
+                        r = cmd_web(&c, arg);
                 else {
                         filter.module = arg;
                         r = cmd_entities(&c, &filter, arg_json);

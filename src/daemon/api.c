@@ -22,6 +22,7 @@
 #include "daemon/manager-api.h"
 #include "daemon/module-api.h"
 #include "services/config/config-service-grpc.h"
+#include "services/web/web-service-grpc.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -192,7 +193,7 @@ static int build_tables(Api *api) {
                 { manager_api_methods, manager_api_n_methods },
                 { flow_api_methods, flow_api_n_methods },
         };
-        size_t n = config_service_n_methods, k = 0;
+        size_t n = config_service_n_methods + web_service_n_methods, k = 0;
 
         for (size_t f = 0; f < ELEMENTSOF(faces); f++)
                 n += faces[f].n;
@@ -216,6 +217,13 @@ static int build_tables(Api *api) {
         for (size_t i = 0; i < config_service_n_methods; i++, k++) {
                 api->module_table[k] = api->control_table[k] = config_service_methods[i];
                 api->control_table[k].userdata = api->manager->config_service;
+                api->module_table[k].handler = on_denied;
+        }
+        for (size_t i = 0; i < web_service_n_methods; i++, k++) {
+                api->module_table[k] = api->control_table[k] = web_service_methods[i];
+                api->control_table[k].userdata = api->manager->web_service;
+                if (!api->manager->web_service)
+                        api->control_table[k].handler = web_service_not_running;
                 api->module_table[k].handler = on_denied;
         }
         api->n_methods = k;

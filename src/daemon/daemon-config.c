@@ -37,6 +37,7 @@ int daemon_config_init(DaemonConfig *c, bool user_manager) {
                 .start_limit_interval_sec = 60,
                 .stop_timeout_sec = 10,
                 .user_manager = user_manager,
+                .web_enabled = true,
         };
         r = set_str(&c->modules_dir, MODULESDIR);
         if (r >= 0)
@@ -45,6 +46,16 @@ int daemon_config_init(DaemonConfig *c, bool user_manager) {
                 r = set_str(&c->slice, "callassistant.slice"); /* a dash would nest it under call.slice */
         if (r >= 0)
                 r = set_str(&c->user, "");
+        if (r >= 0)
+                r = set_str(&c->web_listen, "127.0.0.1:8480");
+        if (r >= 0)
+                r = set_str(&c->web_assets_dir, WEBASSETSDIR);
+        if (r >= 0)
+                r = set_str(&c->web_tls_certificate, "");
+        if (r >= 0)
+                r = set_str(&c->web_tls_key, "");
+        if (r >= 0)
+                r = set_str(&c->web_journal_directory, "");
         if (r < 0)
                 return r;
 
@@ -86,6 +97,11 @@ void daemon_config_done(DaemonConfig *c) {
         free(c->control_socket);
         free(c->slice);
         free(c->user);
+        free(c->web_listen);
+        free(c->web_assets_dir);
+        free(c->web_tls_certificate);
+        free(c->web_tls_key);
+        free(c->web_journal_directory);
         strv_free(c->read_only_paths);
         *c = (DaemonConfig){};
 }
@@ -253,6 +269,28 @@ static int section_units(Loader *l, const char *key, const char *field, yaml_nod
         return 1;
 }
 
+static int section_web(Loader *l, const char *key, const char *field, yaml_node_t *v, DaemonConfig *c) {
+        static const struct {
+                const char *key;
+                size_t offset;
+        } strings[] = {
+                { "listen", offsetof(DaemonConfig, web_listen) },
+                { "assets_dir", offsetof(DaemonConfig, web_assets_dir) },
+                { "tls_certificate", offsetof(DaemonConfig, web_tls_certificate) },
+                { "tls_key", offsetof(DaemonConfig, web_tls_key) },
+                { "journal_directory", offsetof(DaemonConfig, web_journal_directory) },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+                if (strcmp(key, strings[i].key) == 0)
+                        return load_string(l, v, field, (char **)((char *)c + strings[i].offset)) < 0 ? -ENOMEM : 1;
+        if (strcmp(key, "enabled") == 0) {
+                load_bool(l, v, field, &c->web_enabled);
+                return 1;
+        }
+        return 0;
+}
+
 static int section_top(Loader *l, const char *key, const char *field, yaml_node_t *v, DaemonConfig *c) {
         static const struct {
                 const char *key;
@@ -282,6 +320,8 @@ static int section_top(Loader *l, const char *key, const char *field, yaml_node_
                 return walk_mapping(l, v, "health", section_health, c) < 0 ? -ENOMEM : 1;
         if (strcmp(key, "units") == 0)
                 return walk_mapping(l, v, "units", section_units, c) < 0 ? -ENOMEM : 1;
+        if (strcmp(key, "web") == 0)
+                return walk_mapping(l, v, "web", section_web, c) < 0 ? -ENOMEM : 1;
         return 0;
 }
 
@@ -333,6 +373,10 @@ int daemon_config_load(DaemonConfig *c, const char *path, FILE *err) {
                 if (r >= 0 && c->port_min > c->port_max) {
                         fprintf(err, "%s: error: field 'ports': min (%u) is above max (%u)\n", path, c->port_min,
                                 c->port_max);
+                        l.n_errors++;
+                }
+                if (r >= 0 && (!*c->web_tls_certificate) != (!*c->web_tls_key)) {
+                        fprintf(err, "%s: error: field 'web': tls_certificate and tls_key go together\n", path);
                         l.n_errors++;
                 }
                 if (r >= 0 && l.n_errors > 0)

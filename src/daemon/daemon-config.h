@@ -21,6 +21,13 @@ typedef struct DaemonConfig {
         char **read_only_paths;   /* extra folders bound read-only into module units */
         bool user_manager;        /* manage the user's systemd instead of the system manager */
         bool dev;                 /* run dev_command instead of command */
+        /* the web dashboard (services/web) */
+        bool web_enabled;
+        char *web_listen;         /* host:port (loopback by default) */
+        char *web_assets_dir;     /* the pages */
+        char *web_tls_certificate; /* PEM; "" for plain HTTP */
+        char *web_tls_key;
+        char *web_journal_directory; /* "" for the local journal */
 } DaemonConfig;
 
 /* Fill in the built-in defaults (system or user manager). */

@@ -119,6 +119,9 @@ static void on_list_modules(RpcServerCall *call, const ProtobufCMessage *request
         }
         for (size_t i = 0; bufs && i < n; i++)
                 module_info_done(&bufs[i]);
+        if (((const Callassistant__V1__ListModulesRequest *)request)->with_resources)
+                for (size_t i = 0; i < n; i++)
+                        module_refresh_resources(mgr->registry.modules[i]);
 }
 
 /* ---- ListEntities: from the entity registry ------------------------------------------ */

@@ -18,6 +18,7 @@
 #include "ports/port-alloc.h"
 #include "rpc/rpc.h"
 #include "services/config/config-service.h"
+#include "services/web/web-service.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
@@ -266,6 +267,8 @@ int manager_new(Manager **ret, sd_event *event, DaemonConfig *config) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* The dashboard first: it is a client of our control socket on our gRPC runtime. */
+        m->web_service = web_service_free(m->web_service);
         /* Module channels first: their cancelled calls may still answer calls of the API's
          * servers (a SetConfig waiting for its module); flows no longer react to them. Then
          * the servers, then the runtime. */
@@ -275,8 +278,10 @@ Manager *manager_free(Manager *m) {
         flows_done(m);
         m->api = api_free(m->api);
         m->rpc = rpc_runtime_free(m->rpc);
-        for (size_t i = 0; i < m->registry.n_modules; i++)
+        for (size_t i = 0; i < m->registry.n_modules; i++) {
                 m->registry.modules[i]->watch = unit_watch_free(m->registry.modules[i]->watch);
+                m->registry.modules[i]->resources_query = unit_resource_query_free(m->registry.modules[i]->resources_query);
+        }
         registry_done(&m->registry);
         entity_registry_done(&m->entities);
         manager_ports_flush(m);
@@ -344,6 +349,7 @@ int manager_startup(Manager *mgr) {
         r = flows_init(mgr);
         if (r < 0)
                 return r;
+        manager_web_start(mgr);
         r = api_new(&mgr->api, mgr);
         if (r < 0)
                 return r;

@@ -17,6 +17,7 @@ typedef struct ConfigService ConfigService;
 typedef struct Flow Flow;
 typedef struct PortAllocator PortAllocator;
 typedef struct RpcRuntime RpcRuntime;
+typedef struct WebService WebService;
 
 /* What changed, for the event stream (WatchEvents). */
 typedef enum ManagerEventKind {
@@ -37,6 +38,7 @@ struct Manager {
         RpcRuntime *rpc;                 /* gRPC: the endpoints' servers and the modules' channels */
         Api *api;                        /* the gRPC endpoints (daemon/api.c) */
         ConfigService *config_service;   /* the in-process config service */
+        WebService *web_service;         /* the in-process web dashboard; NULL if off or failed */
         Registry registry;
         EntityRegistry entities;         /* every module's entities (manager-entities.c) */
         Flow **flows;                    /* flows.c */
@@ -81,6 +83,10 @@ void manager_shutdown_progress(Manager *m);
 /* The module named so, for a control request: -ENOENT if there is none, -EPERM if it is
  * DISABLED (never started: bad manifest or dependency problem). */
 int manager_get_controllable_module(Manager *mgr, const char *name, Module **ret);
+
+/* Start the web dashboard (manager-web.c), before the API: its methods on the control
+ * socket need it. A dashboard that cannot start is logged and left out; the modules go on. */
+void manager_web_start(Manager *m);
 
 /* Announce a change to the event stream's followers (manager-api.c). */
 void manager_emit(Manager *mgr, ManagerEventKind kind, Module *m, const void *payload);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/flows.h"
 #include "daemon/manager-entities.h"
@@ -37,6 +38,10 @@ int module_info_fill(ModuleInfoBuf *b, const Module *m) {
         i->health_failures = m->health_failures;
         i->registered_at_usec = m->registered ? m->registered_at_usec : 0;
         i->config_required = m->config_required;
+        i->has_resources = m->has_resources;
+        i->cpu_usage_nsec = m->cpu_usage_nsec;
+        i->memory_current_bytes = m->memory_current;
+        i->resources_at_usec = m->resources_at_usec;
         for (char **d = m->dependencies; d && *d; d++)
                 i->n_dependencies++;
         i->dependencies = m->dependencies;
@@ -70,6 +75,36 @@ int module_info_fill(ModuleInfoBuf *b, const Module *m) {
 void module_info_done(ModuleInfoBuf *b) {
         free(b->types);
         free(b->type_ptrs);
+}
+
+static void on_resources(UnitManager *u, const char *unit, int error, const UnitResources *res, void *userdata) {
+        Module *m = userdata;
+        struct timespec ts;
+
+        m->resources_query = NULL;
+        m->has_resources = error >= 0 && res->cpu_usage_nsec != UINT64_MAX;
+        if (!m->has_resources)
+                return;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        m->cpu_usage_nsec = res->cpu_usage_nsec;
+        m->memory_current = res->memory_current != UINT64_MAX ? res->memory_current : 0;
+        m->resources_at_usec = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void module_refresh_resources(Module *m) {
+        Manager *mgr = m->manager;
+        const char *active = m->unit_status.active_state;
+
+        assert(m);
+        if (m->resources_query || !mgr->units || !m->unit)
+                return;
+        /* Only a running unit has figures; the last ones of a stopped unit are not shown. */
+        if (strcmp(active, "active") != 0 && strcmp(active, "reloading") != 0 && strcmp(active, "deactivating") != 0) {
+                m->has_resources = false;
+                return;
+        }
+        if (unit_manager_get_resources(mgr->units, m->unit, on_resources, m, &m->resources_query) < 0)
+                m->resources_query = NULL;
 }
 
 static void reply_info(RpcServerCall *call, const Module *m, bool wrapped) {
@@ -117,6 +152,8 @@ static void on_get_module(RpcServerCall *call, const ProtobufCMessage *request, 
                 return;
         }
         reply_info(call, m, false);
+        if (req->with_resources)
+                module_refresh_resources(m);
 }
 
 static void module_request(RpcServerCall *call, const ProtobufCMessage *request, Manager *mgr,

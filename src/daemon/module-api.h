@@ -14,6 +14,9 @@ typedef struct ModuleInfoBuf {
 
 int module_info_fill(ModuleInfoBuf *b, const Module *m);
 void module_info_done(ModuleInfoBuf *b);
+/* Ask systemd for the module's CPU and memory figures again (module_info_fill gives the
+ * last ones); the answer is kept for the next request. */
+void module_refresh_resources(Module *m);
 
 extern const ApiMethod module_api_methods[];
 extern const size_t module_api_n_methods;

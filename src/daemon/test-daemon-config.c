@@ -47,6 +47,9 @@ static void test_defaults(void **state) {
         assert_int_equal(c.port_max, 50999);
         assert_int_equal(c.health_failure_threshold, 3);
         assert_false(c.dev);
+        assert_true(c.web_enabled);
+        assert_string_equal(c.web_listen, "127.0.0.1:8480"); /* the dashboard: loopback too */
+        assert_string_equal(c.web_tls_certificate, "");
         daemon_config_done(&c);
 }
 
@@ -64,7 +67,9 @@ static void test_full_file(void **state) {
                               "registration_timeout_ms: 4000\n"
                               "units:\n  restart_sec_ms: 200\n  start_limit_burst: 3\n  slice: x.slice\n"
                               "  read_only_paths: [/srv/a, /srv/b]\n"
-                              "dev: yes\n",
+                              "dev: yes\n"
+                              "web:\n  listen: '[::1]:9000'\n  assets_dir: /srv/web\n  tls_certificate: /etc/c.pem\n"
+                              "  tls_key: /etc/k.pem\n  journal_directory: /srv/journal\n  enabled: false\n",
                               &err),
                          0);
         assert_string_equal(err, "");
@@ -84,6 +89,12 @@ static void test_full_file(void **state) {
         assert_string_equal(c.read_only_paths[1], "/srv/b");
         assert_null(c.read_only_paths[2]);
         assert_true(c.dev);
+        assert_false(c.web_enabled);
+        assert_string_equal(c.web_listen, "[::1]:9000");
+        assert_string_equal(c.web_assets_dir, "/srv/web");
+        assert_string_equal(c.web_tls_certificate, "/etc/c.pem");
+        assert_string_equal(c.web_tls_key, "/etc/k.pem");
+        assert_string_equal(c.web_journal_directory, "/srv/journal");
         daemon_config_done(&c);
 }
 
@@ -120,6 +131,11 @@ static void test_bad_yaml_and_types(void **state) {
         assert_non_null(strstr(err2, ":1:1: error: field '(top level)': expected a mapping"));
         assert_int_equal(load(&c, "ports:\n  min: 50000\n  max: 40000\n", &err3), -EINVAL);
         assert_non_null(strstr(err3, "min (50000) is above max (40000)"));
+        _cleanup_free_ char *err4 = NULL, *err5 = NULL;
+        assert_int_equal(load(&c, "web:\n  tls_certificate: /etc/c.pem\n", &err4), -EINVAL);
+        assert_non_null(strstr(err4, "field 'web': tls_certificate and tls_key go together"));
+        assert_int_equal(load(&c, "web:\n  tls_certificate: ''\n  port: 80\n", &err5), -EINVAL);
+        assert_non_null(strstr(err5, ":3:3: error: field 'web.port': unknown key"));
         daemon_config_done(&c);
 }
 

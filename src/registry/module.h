@@ -64,6 +64,9 @@ struct Module {
         char *state_message;
         UnitStatus unit_status;
         UnitWatch *watch;
+        UnitResourceQuery *resources_query; /* asking systemd for CPU and memory */
+        bool has_resources;
+        uint64_t cpu_usage_nsec, memory_current, resources_at_usec; /* the last answer (CLOCK_REALTIME) */
         uint32_t seen_main_pid;     /* main PID we registered; a new PID means a new process */
         bool start_requested;       /* a start job is under way */
         bool stop_requested;        /* the orchestrator is stopping it */

@@ -91,6 +91,8 @@ static void test_properties(void **state) {
         assert_true(has(l, "DynamicUser=yes")); /* unprivileged by default */
         assert_true(has(l, "User=ca-cam-123456")); /* and a user of its own */
         assert_true(has(l, "NoNewPrivileges=yes"));
+        assert_true(has(l, "CPUAccounting=yes"));
+        assert_true(has(l, "MemoryAccounting=yes"));
         /* Only the path of the secret, never the secret; no credentials mount. */
         assert_true(has(l, "StandardInputFile=/run/call-assistant/credentials/cam.token"));
         assert_true(has(l, "StandardOutput=journal"));

@@ -638,6 +638,86 @@ int unit_manager_get_status(UnitManager *m, const char *unit, UnitStatus *ret) {
         return r;
 }
 
+/* ---- cgroup accounting figures ---- */
+
+struct UnitResourceQuery {
+        UnitManager *manager;
+        char *unit;
+        sd_bus_slot *slots[2];
+        unsigned pending;
+        int error;
+        UnitResources res;
+        unit_resources_handler_t handler;
+        void *userdata;
+};
+
+UnitResourceQuery *unit_resource_query_free(UnitResourceQuery *q) {
+        if (!q)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(q->slots); i++)
+                sd_bus_slot_unref(q->slots[i]);
+        free(q->unit);
+        free(q);
+        return NULL;
+}
+
+static int on_resource_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        UnitResourceQuery *q = userdata;
+        sd_bus_slot *slot = sd_bus_get_current_slot(sd_bus_message_get_bus(reply));
+        uint64_t v = UINT64_MAX;
+        int r;
+
+        if (sd_bus_message_is_method_error(reply, NULL))
+                q->error = q->error ?: -sd_bus_message_get_errno(reply) ?: -EIO;
+        else {
+                r = sd_bus_message_read(reply, "v", "t", &v);
+                if (r < 0)
+                        q->error = q->error ?: r;
+        }
+        if (slot == q->slots[0])
+                q->res.cpu_usage_nsec = v;
+        else
+                q->res.memory_current = v;
+        if (--q->pending > 0)
+                return 0;
+        q->handler(q->manager, q->unit, q->error, &q->res, q->userdata);
+        unit_resource_query_free(q);
+        return 0;
+}
+
+int unit_manager_get_resources(UnitManager *m, const char *unit, unit_resources_handler_t handler, void *userdata,
+                               UnitResourceQuery **ret) {
+        static const char *const props[] = { "CPUUsageNSec", "MemoryCurrent" };
+        _cleanup_free_ char *path = NULL;
+        UnitResourceQuery *q;
+        int r;
+
+        r = sd_bus_path_encode(SD_PATH "/unit", unit, &path);
+        if (r < 0)
+                return r;
+        q = new0(UnitResourceQuery, 1);
+        if (!q || !(q->unit = strdup(unit))) {
+                free(q);
+                return -ENOMEM;
+        }
+        q->manager = m;
+        q->handler = handler;
+        q->userdata = userdata;
+        q->res = (UnitResources){ UINT64_MAX, UINT64_MAX };
+        for (size_t i = 0; i < ELEMENTSOF(props); i++) {
+                r = sd_bus_call_method_async(m->bus, &q->slots[i], SD_DEST, path, "org.freedesktop.DBus.Properties", "Get",
+                                             on_resource_reply, q, "ss", "org.freedesktop.systemd1.Service", props[i]);
+                if (r < 0) {
+                        unit_resource_query_free(q);
+                        return r;
+                }
+                q->pending++;
+        }
+        if (ret)
+                *ret = q;
+        return 0;
+}
+
 static int watch_refresh(UnitWatch *w);
 static void watch_report(UnitWatch *w, const UnitStatus *s);
 

@@ -69,6 +69,22 @@ int unit_manager_list_loaded(UnitManager *m, const char *pattern, char ***ret);
  * returns 1. 0 if not run as a unit or no job is pending. Synchronous. */
 int unit_manager_own_job_type(UnitManager *m, char **ret);
 
+/* CPU and memory of a unit from systemd's cgroup accounting (CPUUsageNSec, MemoryCurrent);
+ * UINT64_MAX where systemd does not know (accounting off, unit not running). */
+typedef struct UnitResources {
+        uint64_t cpu_usage_nsec;
+        uint64_t memory_current;
+} UnitResources;
+typedef struct UnitResourceQuery UnitResourceQuery;
+/* Called once with the figures (or -errno); the query frees itself after the handler. */
+typedef void (*unit_resources_handler_t)(UnitManager *m, const char *unit, int error, const UnitResources *res,
+                                         void *userdata);
+/* Ask for both properties at once; *ret (optional) lets the caller cancel before the answer
+ * (unit_resource_query_free: the handler is not called). */
+int unit_manager_get_resources(UnitManager *m, const char *unit, unit_resources_handler_t handler, void *userdata,
+                               UnitResourceQuery **ret);
+UnitResourceQuery *unit_resource_query_free(UnitResourceQuery *q);
+
 /* Synchronous status read (for adoption at startup and for tools). */
 int unit_manager_get_status(UnitManager *m, const char *unit, UnitStatus *ret);
 

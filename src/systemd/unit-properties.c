@@ -256,6 +256,9 @@ static size_t build(const UnitSpec *s, Prop *p) {
         p[n++] = (Prop){ "StateDirectoryMode", K_OCTAL, .u = 0700 };
         /* What seccomp and prctl enforce: works under a user's manager too (with NoNewPrivileges). */
         p[n++] = (Prop){ "NoNewPrivileges", K_BOOL, .u = 1 };
+        /* CPU and memory figures for the dashboard (CPUUsageNSec, MemoryCurrent). */
+        p[n++] = (Prop){ "CPUAccounting", K_BOOL, .u = 1 };
+        p[n++] = (Prop){ "MemoryAccounting", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "RestrictSUIDSGID", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "LockPersonality", K_BOOL, .u = 1 };
         p[n++] = (Prop){ "RestrictRealtime", K_BOOL, .u = 1 };

@@ -113,6 +113,12 @@ class Orchestrator:
                     "units:\n  restart_sec_ms: 100\n  start_limit_burst: 3\n  stop_timeout_sec: 2\n"
                     # the fixture program and the SDK library live in the build tree
                     f"  read_only_paths: [\"{BUILD}\", \"{SOURCE}\"]\n"
+                    # the dashboard on a free port, with the pages of this tree and the
+                    # sandbox's journal
+                    + ("" if "\nweb:" in "\n" + config_extra else
+                       "web:\n  listen: 127.0.0.1:0\n"
+                       f"  assets_dir: \"{SOURCE}/services/web/assets\"\n"
+                       f"  journal_directory: \"{os.environ.get('CA_SANDBOX_JOURNAL', '')}\"\n")
                     + config_extra)
         self.proc = None
         self.log_path = os.path.join(self.root, "orchestrator.log")
