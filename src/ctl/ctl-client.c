@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "ctl/ctl-client.h"
+#include "manifest/diagnostics.h"
 #include "shared/macro.h"
 
 const char *ctl_socket;
@@ -131,3 +132,21 @@ void print_json(json_t *j) {
         json_decref(j);
 }
 
+
+const char *ctl_esc(const char *s) {
+        static char *ring[8];
+        static unsigned k;
+        size_t n;
+        char *b;
+
+        if (!s)
+                return "";
+        n = strlen(s) * 4 + 1;
+        b = malloc(n);
+        if (!b)
+                return "?";
+        diagnostics_escape(s, b, n);
+        free(ring[k % ELEMENTSOF(ring)]);
+        ring[k++ % ELEMENTSOF(ring)] = b;
+        return b;
+}

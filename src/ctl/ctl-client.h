@@ -47,3 +47,7 @@ const char *status_name(Callassistant__V1__ModuleStatus s);
 const char *health_name(Callassistant__V1__HealthStatus h);
 /* Print and free. */
 void print_json(json_t *j);
+/* Text from modules (entity ids, states, messages) and manifests (descriptions, folders) is
+ * untrusted: control characters come back as \xNN, never sent raw to the terminal. The result
+ * stays valid for the next few calls (enough for one printf()). */
+const char *ctl_esc(const char *s);

@@ -36,7 +36,7 @@ static void join(char *buf, size_t size, char **l, size_t n) {
 
         buf[0] = 0;
         for (size_t i = 0; i < n && o < size; i++)
-                o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", l[i]);
+                o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", ctl_esc(l[i]));
         if (!buf[0])
                 snprintf(buf, size, "-");
 }
@@ -72,8 +72,9 @@ int cmd_entities(Client *c, const EntityFilter *filter, bool json) {
                                 join(in, sizeof(in), me->type->media_in, me->type->n_media_in);
                                 join(out, sizeof(out), me->type->media_out, me->type->n_media_out);
                         }
-                        printf("%-16s %-24s %-14s %-11s %-12s %-14s %s\n", me->module, me->entity->id,
-                               me->entity->type, me->available ? "yes" : "no", in, out, me->entity->state);
+                        printf("%-16s %-24s %-14s %-11s %-12s %-14s %s\n", ctl_esc(me->module),
+                               ctl_esc(me->entity->id), ctl_esc(me->entity->type), me->available ? "yes" : "no", in,
+                               out, ctl_esc(me->entity->state));
                 }
                 printf("\n%zu entit%s.\n", resp->n_entities, resp->n_entities == 1 ? "y" : "ies");
         }
@@ -113,21 +114,22 @@ static void print_flow(const Callassistant__V1__Flow *f) {
 
         if (localtime_r(&t, &tm))
                 strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-        printf("%s\n", f->id);
-        printf("   State: %s (%s) since %s\n", flow_state_name(f->state), f->state_reason, when);
-        printf("  Source: %s/%s\n", f->source->module, f->source->id);
+        printf("%s\n", ctl_esc(f->id));
+        printf("   State: %s (%s) since %s\n", flow_state_name(f->state), ctl_esc(f->state_reason), when);
+        printf("  Source: %s/%s\n", ctl_esc(f->source->module), ctl_esc(f->source->id));
         if (f->target)
-                printf("  Target: %s/%s\n", f->target->module, f->target->id);
+                printf("  Target: %s/%s\n", ctl_esc(f->target->module), ctl_esc(f->target->id));
         else
                 printf("  Target: an external WebRTC peer\n");
         printf("   Heals: %u\n", f->n_heals);
         printf("   Steps:\n");
         for (size_t i = 0; i < f->n_steps; i++) {
                 const Callassistant__V1__FlowStep *s = f->steps[i];
-                printf("     %zu. %s/%s (%s%s) %s -> %s: %s%s%s\n", i + 1, s->module,
-                       *s->entity_id ? s->entity_id : "-", s->entity_type, s->created ? ", created" : "",
-                       *s->media_in ? s->media_in : "-", *s->media_out ? s->media_out : "-", s->state,
-                       *s->message ? ": " : "", s->message);
+                printf("     %zu. %s/%s (%s%s) %s -> %s: %s%s%s\n", i + 1, ctl_esc(s->module),
+                       *s->entity_id ? ctl_esc(s->entity_id) : "-", ctl_esc(s->entity_type),
+                       s->created ? ", created" : "", *s->media_in ? ctl_esc(s->media_in) : "-",
+                       *s->media_out ? ctl_esc(s->media_out) : "-", ctl_esc(s->state), *s->message ? ": " : "",
+                       ctl_esc(s->message));
         }
 }
 
@@ -214,16 +216,17 @@ static int flow_list(Client *c, bool json) {
                         char src[128], tgt[128], path[256] = "";
                         size_t o = 0;
 
-                        snprintf(src, sizeof(src), "%s/%s", f->source->module, f->source->id);
+                        snprintf(src, sizeof(src), "%s/%s", ctl_esc(f->source->module), ctl_esc(f->source->id));
                         if (f->target)
-                                snprintf(tgt, sizeof(tgt), "%s/%s", f->target->module, f->target->id);
+                                snprintf(tgt, sizeof(tgt), "%s/%s", ctl_esc(f->target->module),
+                                         ctl_esc(f->target->id));
                         else
                                 snprintf(tgt, sizeof(tgt), "(WebRTC peer)");
                         for (size_t k = 0; k < f->n_steps && o < sizeof(path); k++)
                                 if (*f->steps[k]->media_out)
                                         o += (size_t)snprintf(path + o, sizeof(path) - o, "%s%s", o ? ">" : "",
-                                                              f->steps[k]->media_out);
-                        printf("%-22s %-9s %-28s %-28s %-6u %s\n", f->id, flow_state_name(f->state), src, tgt,
+                                                              ctl_esc(f->steps[k]->media_out));
+                        printf("%-22s %-9s %-28s %-28s %-6u %s\n", ctl_esc(f->id), flow_state_name(f->state), src, tgt,
                                f->n_heals, path);
                 }
                 printf("\n%zu flow(s).\n", resp->n_flows);

@@ -54,22 +54,7 @@ static json_t *info_json(const Callassistant__V1__ModuleInfo *i) {
                          deps, "entity_types", types);
 }
 
-/* Text from modules (state messages) and manifests (descriptions, folders) is untrusted:
- * control characters are shown as \xNN, never sent raw to the terminal. */
-static const char *esc(const char *s) {
-        static char *ring[8]; /* the last few stay valid for one printf() */
-        static unsigned k;
-        size_t n = strlen(s) * 4 + 1;
-        char *b = malloc(n);
-
-        if (!b)
-                return "?";
-        diagnostics_escape(s, b, n);
-        free(ring[k % ELEMENTSOF(ring)]);
-        ring[k++ % ELEMENTSOF(ring)] = b;
-        return b;
-}
-#define ESC(s) esc(s)
+#define ESC(s) ctl_esc(s)
 
 static int cmd_list(Client *c) {
         Callassistant__V1__ListModulesRequest req = CALLASSISTANT__V1__LIST_MODULES_REQUEST__INIT;

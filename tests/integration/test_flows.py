@@ -29,8 +29,9 @@ FLOW_STATE = {v.number: v.name.replace("FLOW_STATE_", "") for v in opb.FlowState
 SECRET = "s3cret"
 
 
-def fixture(dir, role, n=1, delay_ms=0, name=None):
-    return dict(dir=dir, name=name, command=f"{FLOW_FIXTURE} --role={role} --entities={n} --delay-ms={delay_ms}")
+def fixture(dir, role, n=1, delay_ms=0, name=None, extra=""):
+    return dict(dir=dir, name=name,
+                command=f"{FLOW_FIXTURE} --role={role} --entities={n} --delay-ms={delay_ms} {extra}".rstrip())
 
 
 def ref(module, entity):
@@ -403,8 +404,8 @@ class Flows(unittest.TestCase):
         self.assertEqual(list(o.stub.ListFlows(opb.ListFlowsRequest(), timeout=5).flows), [])
 
     def test_ctl_entities_and_flows(self):
-        o = self.run_orch("flowctl", [fixture("cams", "source"), fixture("conv", "converter"),
-                                      fixture("rooms", "target")])
+        o = self.run_orch("flowctl", [fixture("cams", "source", extra="--hostile-state"),
+                                      fixture("conv", "converter"), fixture("rooms", "target")])
         self.wait_entities(o, "cams", 1)
         self.wait_entities(o, "rooms", 5)
 
@@ -414,6 +415,9 @@ class Flows(unittest.TestCase):
         r = ctl("entities")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"cams\s+cam-1\s+camera\s+yes\s+-\s+rtsp\s")
+        # What a module reports is untrusted: its escape sequences reach the terminal escaped.
+        self.assertIn(r"idle\x1b]0;owned\x07\x1b[2J", r.stdout)
+        self.assertNotIn("\x1b", r.stdout)
         r = ctl("--json", "--media=hls", "entities")
         self.assertEqual(sorted(e["id"] for e in json.loads(r.stdout)), ["screen-1"])
         self.assertEqual(json.loads(ctl("--json", "entities", "cams").stdout)[0]["media_out"], ["rtsp"])
@@ -428,6 +432,7 @@ class Flows(unittest.TestCase):
         self.assertRegex(r.stdout, flow["id"] + r"\s+ACTIVE\s+cams/cam-1\s+rooms/screen-1\s+0\s+rtsp>hls")
         r = ctl("flow", "status", flow["id"])
         self.assertIn("2. conv/", r.stdout)
+        self.assertNotIn("\x1b", r.stdout)
         self.assertIn("(converter, created) rtsp -> hls: connected", r.stdout)
         self.assertNoSecret(o, r.stdout, ctl("--json", "flow", "list").stdout)
 
