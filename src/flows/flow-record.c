@@ -203,7 +203,7 @@ int flow_record_from_json(const char *text, FlowRecord **ret, char **ret_error) 
         _cleanup_free_ char *state = NULL;
         json_t *root, *src, *tgt, *steps;
         json_error_t jerr;
-        uint64_t u;
+        uint64_t u = 0;
         int r, s;
 
         assert(text);
