@@ -147,7 +147,7 @@ static int translate_class(const char *p, size_t *i, Out *o, char **ret_error) {
                                                  : "[] matches nothing");
         for (;;) {
                 size_t start = *i;
-                Member a, b;
+                Member a = {}, b = {};
 
                 if (!p[*i]) {
                         free(items.buf);
