@@ -13,6 +13,7 @@
 #include "config.h"
 #include "daemon/manager.h"
 #include "graph/check.h"
+#include "rpc/rpc.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
@@ -317,9 +318,11 @@ static int run(int argc, char *argv[]) {
 }
 
 int main(int argc, char *argv[]) {
-        /* gRPC's threads would each get a malloc arena of their own: the daemon's work is on
-         * one thread, so two arenas keep its memory small. */
-        (void)mallopt(M_ARENA_MAX, 2);
+        /* gRPC's threads would each get a malloc arena of their own, each keeping free memory
+         * of its own: the daemon's work is on one thread and its gRPC threads mostly wait, so
+         * one arena for all keeps its memory small (bench/README.md). */
+        (void)mallopt(M_ARENA_MAX, 1);
+        rpc_prepare_process();
         int r = run(argc, argv);
 
         return r < 0 ? EXIT_FAILURE : r; /* r > 0: EXIT_CONFIG_REFUSED */

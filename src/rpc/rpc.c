@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "rpc/rpc-absl.h"
 #include "rpc/rpc.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -49,6 +50,7 @@ struct RpcRuntime {
         unsigned server_idle_timeout_ms;
         RpcServer *servers;
         RpcChannel *channels;
+        size_t n_unary, unary_peak;   /* client unary calls in flight; most since the last trim */
 };
 
 struct RpcServer {
@@ -141,6 +143,7 @@ struct RpcClientCall {
         bool streaming;
         bool suppressed;          /* cancelled by the user: no more callbacks */
         bool status_received, recv_ended, done_called;
+        bool counted;             /* in rt->n_unary */
         RpcTag main_tag, status_tag, recv_tag;
         grpc_metadata_array initial_md, trailing_md;
         grpc_status_code status;
@@ -312,6 +315,19 @@ static void *cq_thread(void *arg) {
         return NULL;
 }
 
+/* A burst of calls (the health checks of every module, sent at once each interval) leaves
+ * its memory to malloc as free chunks spread over the heap: some 10 kB per call in flight,
+ * kept for the next burst. Once the burst is over it goes back to the system; the next one
+ * faults its pages in again, which costs far less than the trim itself (a few hundred µs). */
+#define TRIM_AFTER_CALLS 16u
+
+static void trim_after_burst(RpcRuntime *rt) {
+        if (rt->n_unary > 0 || rt->unary_peak < TRIM_AFTER_CALLS)
+                return;
+        rt->unary_peak = 0;
+        (void)malloc_trim(0);
+}
+
 /* Run the handlers of every completion queued so far (on the calling, i.e. sd-event, thread). */
 static void dispatch(RpcRuntime *rt) {
         for (;;) {
@@ -326,6 +342,7 @@ static void dispatch(RpcRuntime *rt) {
                 pthread_mutex_unlock(&rt->lock);
                 if (n == 0) {
                         free(q);
+                        trim_after_burst(rt);
                         return;
                 }
                 for (size_t i = 0; i < n; i++)
@@ -364,9 +381,29 @@ static void pump_until(RpcRuntime *rt, const bool *flag, int timeout_ms) {
         }
 }
 
+void rpc_prepare_process(void) {
+        const char *old = getenv("GRPC_EXPERIMENTS");
+        _cleanup_free_ char *v = NULL;
+
+        /* gRPC 1.51 reads every connection into 8 kB chunks ("tcp_read_chunks", on by
+         * default) and keeps the rest of the last chunk for the next read: 8 kB held by every
+         * idle connection. Without it, reads are sized by what the connection carries
+         * (fill_channel_args()). What the user sets in GRPC_EXPERIMENTS comes after, and wins. */
+        if (asprintf(&v, "-tcp_read_chunks%s%s", old && *old ? "," : "", old ? old : "") >= 0)
+                (void)setenv("GRPC_EXPERIMENTS", v, 1);
+}
+
+static void grpc_settings_once(void) {
+        rpc_absl_no_deadlock_detection();
+}
+
 int rpc_runtime_new(RpcRuntime **ret, sd_event *event) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
         RpcRuntime *rt;
         int r;
+
+        /* Before grpc_init() creates its mutexes. */
+        (void)pthread_once(&once, grpc_settings_once);
 
         rt = calloc(1, sizeof(*rt));
         if (!rt)
@@ -422,6 +459,21 @@ static void fill_channel_args(RpcRuntime *rt, grpc_arg *args, grpc_channel_args 
          * sending PINGs along with data; on loopback with small messages it only adds frames
          * and wake-ups to every call (a health check every second per module). */
         args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_HTTP2_BDP_PROBE, .value.integer = 0 };
+        /* What an idle connection holds (each module has one to us, we have one to each): a
+         * read goes into a buffer sized by what the connection carried lately (a 1 kB start,
+         * shrinking to 256 bytes under health checks, growing for big messages up to 16 kB a
+         * read), not into gRPC 1.51's fixed 8 kB chunks (off in grpc_settings_once()). The
+         * unused end of the last buffer stays for the next read. */
+        args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_TCP_READ_CHUNK_SIZE,
+                                .value.integer = 1024 };
+        args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE,
+                                .value.integer = 256 };
+        args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE,
+                                .value.integer = 16384 };
+        /* Zero-copy sending is off (gRPC's default), but each connection still allocates the
+         * bookkeeping for 4 zero-copy sends (1.3 kB) unless told it may have none. */
+        args[n++] = (grpc_arg){ .type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_TCP_TX_ZEROCOPY_MAX_SIMULT_SENDS,
+                                .value.integer = 0 };
         if (client) {
                 /* Modules are on loopback and come up within milliseconds: retry connecting
                  * every 100 ms (gRPC's floor for both backoffs) instead of its default one
@@ -822,7 +874,7 @@ int rpc_server_new(RpcServer **ret, RpcRuntime *rt, const char *address, const R
                    size_t n_methods, void *userdata) {
         grpc_server_credentials *creds;
         grpc_channel_args ca;
-        grpc_arg args[10];
+        grpc_arg args[16];
         RpcServer *s;
 
         s = calloc(1, sizeof(*s));
@@ -1048,6 +1100,8 @@ RpcServer *rpc_server_free(RpcServer *s) {
 /* ---- client calls ---- */
 
 static void client_call_free(RpcClientCall *c) {
+        if (c->counted)
+                c->rt->n_unary--;
         if (c->channel) {
                 if (c->prev)
                         c->prev->next = c->next;
@@ -1281,6 +1335,9 @@ int rpc_channel_call(RpcChannel *ch, const char *method, const ProtobufCMessage 
                 client_call_free(c);
                 return -EIO;
         }
+        c->counted = true;
+        ch->rt->n_unary++;
+        ch->rt->unary_peak = MAX(ch->rt->unary_peak, ch->rt->n_unary);
         if (ret)
                 *ret = c;
         return 0;
@@ -1341,7 +1398,7 @@ void rpc_client_call_cancel(RpcClientCall *c) {
 int rpc_channel_new(RpcChannel **ret, RpcRuntime *rt, const char *target) {
         grpc_channel_credentials *creds;
         grpc_channel_args ca;
-        grpc_arg args[10];
+        grpc_arg args[16];
         RpcChannel *ch;
 
         ch = calloc(1, sizeof(*ch));
@@ -1365,7 +1422,7 @@ int rpc_channel_new(RpcChannel **ret, RpcRuntime *rt, const char *target) {
 int rpc_channel_new_from_fd(RpcChannel **ret, RpcRuntime *rt, const char *target, int fd) {
         grpc_channel_credentials *creds;
         grpc_channel_args ca;
-        grpc_arg args[10];
+        grpc_arg args[16];
         RpcChannel *ch;
 
         if (fd < 0)

@@ -52,6 +52,12 @@ const char *rpc_status_to_string(int status);
 
 /* ---- runtime ---- */
 
+/* For a process that holds many connections (the orchestrator: one to and one from each
+ * module): gRPC settings that only the environment reaches (GRPC_EXPERIMENTS), so that an idle
+ * connection holds no fixed read buffer. Call first thing in main(), while the process has one
+ * thread: setenv() is not safe once threads may read the environment. */
+void rpc_prepare_process(void);
+
 int rpc_runtime_new(RpcRuntime **ret, sd_event *event);
 /* Shuts down in the strict order gRPC needs: servers first (rpc_server_free), then the
  * completion queue is shut down and drained, then grpc_shutdown(). Calls still in flight
