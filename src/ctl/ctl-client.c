@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ctl/ctl-client.h"
 #include "manifest/diagnostics.h"
@@ -38,9 +39,18 @@ int client_open(Client *c) {
 
         if (!path)
                 path = "/run/call-assistant/control.sock";
-        if (stat(path, &st) < 0) {
+        if (stat(path, &st) < 0 && errno != EACCES) {
                 fprintf(stderr, "call-assistant is not running (no control socket %s: %s)\n", path, strerror(errno));
                 return -EXIT_UNREACHABLE;
+        }
+        /* The socket is 0660 root:call-assistant: say who may use it, rather than let the
+         * connection fail as an unreachable address. */
+        if (access(path, R_OK | W_OK) < 0 && errno == EACCES) {
+                fprintf(stderr,
+                        "Permission denied: %s: only root and members of the group call-assistant may use it.\n"
+                        "Add a user to the group with: usermod -aG call-assistant USER (it applies from the next login).\n",
+                        path);
+                return -EXIT_FAIL;
         }
         snprintf(target, sizeof(target), "unix:%s", path);
         r = sd_event_new(&c->event);

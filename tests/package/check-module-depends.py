@@ -1,15 +1,17 @@
 #!/usr/bin/python3
-"""Check that a built call-assistant package depends on what its bundled modules run with.
+"""Check that each built package depends on what the modules it ships run with.
 
-    check-module-depends.py PACKAGE_ROOT DEPENDS
+    check-module-depends.py DEB...
 
-PACKAGE_ROOT is the package's unpacked tree (dpkg-deb -x), DEPENDS its Depends field. For each
-module folder under usr/lib/*/call-assistant/modules, the program its `command` starts (an
+Each .deb is unpacked (dpkg-deb -x) and its Depends read (dpkg-deb -f). For each module folder
+under usr/lib/*/call-assistant/modules in that package, the program its `command` starts (an
 interpreter such as /usr/bin/python3 or node, or a script's #! line; ELF programs are covered by
 dpkg-shlibdeps) and, for Python modules, every module they import that is neither in the
 standard library nor in the module's own folder, are traced to the Debian package that ships
-them (dpkg -S). Each of those packages must be in DEPENDS. Prints "ok - ..." / "not ok - ..."
-and "N passed, N failed".
+them (dpkg -S). Each of those packages must be in that package's Depends. call-assistant itself
+must install from Debian 12's archive: its Depends must not name what Debian 12 lacks
+(NOT_IN_DEBIAN_12; a module needing it goes into its own package, call-assistant-module-<name>).
+Prints "ok - ..." / "not ok - ..." and "N passed, N failed".
 """
 
 import ast
@@ -19,6 +21,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -26,6 +29,10 @@ import yaml
 # package that provides the command under that name, not the versioned one dpkg -S names).
 INTERPRETERS = {"python3": "python3", "node": "nodejs", "npm": "npm", "sh": None, "bash": None}
 PYTHON = "/usr/bin/python3"
+# What call-assistant (the main package) must not depend on: Debian 12's archive has only
+# nodejs 18, and the Node modules need >= 20.
+MAIN_PACKAGE = "call-assistant"
+NOT_IN_DEBIAN_12 = {"nodejs": "Debian 12 ships nodejs 18"}
 
 results = []
 
@@ -105,11 +112,10 @@ def python_package_of(name):
     return (package_of(origin), origin) if origin else (None, None)
 
 
-def main():
-    root, depends = sys.argv[1], depends_names(sys.argv[2])
+def check_modules(package, root, depends):
+    """The modules under ROOT (PACKAGE's unpacked tree) against its DEPENDS; their count."""
     manifests = sorted(glob.glob(os.path.join(root, "usr/lib/*/call-assistant/modules/**/module.yaml"),
                                  recursive=True))
-    check(len(manifests) > 0, f"the package ships modules ({len(manifests)})")
     for manifest in manifests:
         folder = os.path.dirname(manifest)
         with open(manifest) as f:
@@ -117,12 +123,12 @@ def main():
         name = m.get("name", folder)
         interp, problem = interpreter_of(folder, str(m.get("command", "")))
         if interp is None:
-            check(False, f"module {name}: cannot tell what its command runs: {problem}")
+            check(False, f"{package}: module {name}: cannot tell what its command runs: {problem}")
             continue
         need = {}
         if interp:
             if interp not in INTERPRETERS:
-                check(False, f"module {name}: interpreter '{interp}' unknown: add it to INTERPRETERS "
+                check(False, f"{package}: module {name}: interpreter '{interp}' unknown: add it to INTERPRETERS "
                              f"in {sys.argv[0]} with its Debian package")
                 continue
             if INTERPRETERS[interp]:
@@ -131,12 +137,35 @@ def main():
             for mod in python_imports(folder):
                 pkg, origin = python_package_of(mod)
                 if not pkg:
-                    check(False, f"module {name}: imports '{mod}', which no installed Debian package "
+                    check(False, f"{package}: module {name}: imports '{mod}', which no installed Debian package "
                                  f"provides for {PYTHON}")
                     continue
                 need[pkg] = f"imports {mod} ({origin})"
         for pkg, why in sorted(need.items()):
-            check(pkg in depends, f"module {name} {why}: Depends has {pkg}")
+            check(pkg in depends, f"{package}: module {name} {why}: Depends has {pkg}")
+    return len(manifests)
+
+
+def main():
+    debs = sys.argv[1:]
+    if not debs:
+        print(__doc__, file=sys.stderr)
+        return 2
+    shipped = {}
+    for deb in debs:
+        package = subprocess.run(["dpkg-deb", "-f", deb, "Package"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        field = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        depends = depends_names(field)
+        with tempfile.TemporaryDirectory(prefix="check-module-depends-") as root:
+            subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
+            shipped[package] = check_modules(package, root, depends)
+        if package == MAIN_PACKAGE:
+            for name, why in sorted(NOT_IN_DEBIAN_12.items()):
+                check(name not in depends, f"{package}: Depends has no {name} ({why}): '{field}'")
+    check(MAIN_PACKAGE in shipped and shipped[MAIN_PACKAGE] > 0,
+          f"{MAIN_PACKAGE} ships modules ({shipped.get(MAIN_PACKAGE, 0)})")
     failed = results.count(False)
     print(f"{len(results) - failed} passed, {failed} failed")
     return 1 if failed else 0

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The RPM spec, checked with Debian's rpm and rpmlint: it parses (rpmspec -P), names the three
+# The RPM spec, checked with Debian's rpm and rpmlint: it parses (rpmspec -P), names the four
 # packages, carries the project's version (as debian/changelog does), and rpmlint reports no
 # error and no warning (packaging/rpm/rpmlint.toml says which distribution conventions do not
 # apply). Prints "N passed, N failed".
@@ -15,7 +15,7 @@ report "$rc" "rpmspec -P parses the spec"
 [[ $rc == 0 ]] || echo "$out"
 
 names=$(rpmspec -q --qf '%{name} %{version}\n' "$spec" 2>&1 | sort | tr '\n' ' ')
-expected="call-assistant $version libcall-assistant-module $version libcall-assistant-module-devel $version "
+expected="call-assistant $version call-assistant-module-matrix $version libcall-assistant-module $version libcall-assistant-module-devel $version "
 [[ $names == "$expected" ]]; report $? "packages and version: '$names' (expected '$expected')"
 
 deb_version=$(dpkg-parsechangelog -l "$src/packaging/debian/changelog" -S Version)

@@ -2,12 +2,17 @@
 """The operator's path, as an operator walks it, inside the sandbox (apt-e2e runs this under
 tests/sandbox/ca-sandbox with the packages in WORK/v1 and the newer build in WORK/v2):
 
-apt install -> call-assistant.service enabled and started -> every bundled module's unit
-active, its own lines in `journalctl -u` -> call-assistantctl list / config set -> upgrade to a
+apt install call-assistant alone (without call-assistant-module-matrix) -> call-assistant.service
+enabled and started -> every module it ships has its unit active -> the group call-assistant
+exists, the control socket is 0660 root:call-assistant, a member of the group may use
+call-assistantctl and another user is refused with a clear message -> apt install
+call-assistant-module-matrix: the orchestrator starts it, the others keep running -> every
+module's own lines in `journalctl -u` -> call-assistantctl list / config set -> upgrade to a
 newer build and `systemctl restart`: module PIDs and ports unchanged -> a broken edit of
 /etc/call-assistant/call-assistant.yaml, then reload and restart: refused with the file's
 line, every module still running -> fixed, started: modules adopted -> stop and start: ports
-kept -> apt remove -> apt purge: nothing of ours left.
+kept -> apt remove / purge call-assistant-module-matrix: its unit stopped and its state gone, the
+others keep running -> apt remove -> apt purge: nothing of ours left.
 
 Every command runs inside the container (systemctl, journalctl, apt-get, call-assistantctl),
 as the administrator would. Prints "ok - STEP" / "not ok - STEP"; stops at the first failure
@@ -28,7 +33,12 @@ import time
 WORK = sys.argv[1]
 SANDBOX = os.environ["CA_SANDBOX_EXEC"]
 UPPER = os.path.join(os.environ["CA_SANDBOX_DIR"], "upper")
-PACKAGES = ["call-assistant", "libcall-assistant-module1"]
+BASE = ["call-assistant", "libcall-assistant-module1"]
+MATRIX = "call-assistant-module-matrix"
+PACKAGES = BASE + [MATRIX]
+ADMIN_GROUP = "call-assistant"
+MEMBER, STRANGER = "ca-apt-member", "ca-apt-stranger"
+CONTROL_SOCKET = "/run/call-assistant/control.sock"
 CHROMECAST_CONFIG = '{"devices": [], "discovery": false}'
 SETTLED = ("READY", "WAITING_FOR_CONFIG")
 CONFIG_FILE = "/etc/call-assistant/call-assistant.yaml"
@@ -80,8 +90,14 @@ def modules():
     return {m["name"]: m for m in json.loads(p.stdout)}
 
 
-def debs(version_dir):
-    return [glob.glob(os.path.join(WORK, version_dir, f"{p}_*.deb"))[0] for p in PACKAGES]
+def debs(version_dir, packages=PACKAGES):
+    return [glob.glob(os.path.join(WORK, version_dir, f"{p}_*.deb"))[0] for p in packages]
+
+
+def shipped_modules(package):
+    """Names of the module folders PACKAGE ships (dpkg -L)."""
+    return {l.split("/")[-2] for l in must("dpkg", "-L", package).splitlines()
+            if l.endswith("/module.yaml") and "/call-assistant/modules/" in l}
 
 
 class Operator:
@@ -94,8 +110,13 @@ class Operator:
     def install(self):
         # The machine image forbids maintainer scripts to start services; a real system does not.
         must("rm", "-f", "/usr/sbin/policy-rc.d")
-        must("apt-get", "install", "-y", "--no-install-recommends", *debs("v1"), timeout=300)
-        return "apt-get install ./call-assistant_*.deb ./libcall-assistant-module1_*.deb"
+        # call-assistant alone: it must install and run without the matrix package (whose
+        # nodejs >= 20 Debian 12 lacks; apt-e2e resolves it against Debian 12's archive too).
+        must("apt-get", "install", "-y", "--no-install-recommends", *debs("v1", BASE), timeout=300)
+        status = inside("dpkg-query", "-W", "-f=${Status}", MATRIX).stdout
+        if "installed" in status and "not-installed" not in status:
+            raise StepFailed(f"{MATRIX} is installed ({status}) though only call-assistant was asked for")
+        return f"apt-get install ./call-assistant_*.deb ./libcall-assistant-module1_*.deb (without {MATRIX})"
 
     def service_enabled_and_started(self):
         enabled = inside("systemctl", "is-enabled", "call-assistant.service").stdout.strip()
@@ -105,10 +126,11 @@ class Operator:
         return "call-assistant.service enabled and active (started by the package)"
 
     def bundled_modules_active(self):
-        shipped = [l for l in must("dpkg", "-L", "call-assistant").splitlines()
-                   if l.endswith("/module.yaml") and "/call-assistant/modules/" in l]
+        shipped = shipped_modules("call-assistant")
         if not shipped:
             raise StepFailed("the package ships no module")
+        if "matrix" in shipped:
+            raise StepFailed(f"call-assistant ships the matrix module, which belongs to {MATRIX}")
         listed = wait_until(lambda: (lambda m: m if len(m) == len(shipped) else None)(modules()), 30,
                             f"call-assistantctl list to show {len(shipped)} modules")
         for name, m in listed.items():
@@ -120,8 +142,56 @@ class Operator:
             # Each module has its state directory (docs/writing-a-module.md).
             if inside("test", "-d", f"/var/lib/call-assistant-modules/{name}").returncode != 0:
                 raise StepFailed(f"no state directory /var/lib/call-assistant-modules/{name}")
-        return (f"systemctl status shows active (running) for {', '.join(sorted(self.units.values()))}; "
-                "each has its state directory")
+        if set(listed) != shipped:
+            raise StepFailed(f"call-assistantctl list shows {sorted(listed)}, the package ships {sorted(shipped)}")
+        return (f"call-assistant alone: systemctl status shows active (running) for "
+                f"{', '.join(sorted(self.units.values()))}; each has its state directory")
+
+    def admin_group_and_socket(self):
+        group = inside("getent", "group", ADMIN_GROUP)
+        if group.returncode != 0:
+            raise StepFailed(f"no group {ADMIN_GROUP} after install (getent: {group.returncode})")
+        gid = group.stdout.split(":")[2]
+        if int(gid) >= 1000:
+            raise StepFailed(f"group {ADMIN_GROUP} has gid {gid}: not a system group")
+        mode = must("stat", "-c", "%a %U %G %F", CONTROL_SOCKET).strip()
+        if mode != f"660 root {ADMIN_GROUP} socket":
+            raise StepFailed(f"{CONTROL_SOCKET} is '{mode}', expected '660 root {ADMIN_GROUP} socket'")
+        return f"group {ADMIN_GROUP} (gid {gid}) created at install; {CONTROL_SOCKET} is 0660 root:{ADMIN_GROUP}"
+
+    def group_member_may_use_ctl(self):
+        must("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", ADMIN_GROUP, MEMBER)
+        must("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", STRANGER)
+        p = inside("runuser", "-u", MEMBER, "--", "call-assistantctl", "list")
+        if p.returncode != 0 or not all(re.search(rf"^{re.escape(n)}\s", p.stdout, re.M) for n in self.units):
+            raise StepFailed(f"call-assistantctl list as {MEMBER} (in {ADMIN_GROUP}) exited with {p.returncode}:\n"
+                             f"{p.stdout}{p.stderr}")
+        p = inside("runuser", "-u", STRANGER, "--", "call-assistantctl", "list")
+        expected = ("Permission denied", CONTROL_SOCKET, f"group {ADMIN_GROUP}", f"usermod -aG {ADMIN_GROUP}")
+        if p.returncode == 0 or p.stdout.strip() or not all(e in p.stderr for e in expected):
+            raise StepFailed(f"call-assistantctl list as {STRANGER} (not in {ADMIN_GROUP}) exited with "
+                             f"{p.returncode}, expected a refusal naming {expected}:\n{p.stdout}{p.stderr}")
+        return (f"call-assistantctl list: works for a member of {ADMIN_GROUP}; another user is refused: "
+                f"'{p.stderr.strip().splitlines()[0]}'")
+
+    def install_matrix_package(self):
+        before = self.take_snapshot()
+        daemon = self.daemon_pid()
+        must("apt-get", "install", "-y", "--no-install-recommends", *debs("v1", [MATRIX]), timeout=300)
+        if shipped_modules(MATRIX) != {"matrix"}:
+            raise StepFailed(f"{MATRIX} ships {sorted(shipped_modules(MATRIX))}, expected the matrix module")
+        if self.daemon_pid() in (0, daemon):
+            raise StepFailed(f"installing {MATRIX} did not restart call-assistant.service")
+        listed = wait_until(lambda: (lambda m: m if "matrix" in m else None)(modules()), 30,
+                            "call-assistantctl list to show matrix")
+        self.units["matrix"] = listed["matrix"]["unit"]
+        wait_until(lambda: is_active(self.units["matrix"]) == "active", 30, f"{self.units['matrix']} active")
+        now = self.take_snapshot()
+        for name, (pid, port) in before.items():
+            if now[name] != (pid, port):
+                raise StepFailed(f"{name}: (pid, port) {pid, port} before installing {MATRIX}, {now[name]} after")
+        return (f"apt-get install ./{MATRIX}_*.deb: the orchestrator restarted and started matrix "
+                f"({self.units['matrix']} active); the other modules kept their PIDs and ports")
 
     def journal_has_module_lines(self):
         for name, unit in self.units.items():
@@ -176,9 +246,10 @@ class Operator:
     def upgrade_keeps_modules(self):
         daemon = self.daemon_pid()
         must("apt-get", "install", "-y", "--no-install-recommends", *debs("v2"), timeout=300)
-        version = must("dpkg-query", "-W", "-f=${Version}", "call-assistant")
-        if not version.endswith("+upgrade1"):
-            raise StepFailed(f"call-assistant {version} installed, expected the newer build")
+        for package in PACKAGES:
+            version = must("dpkg-query", "-W", "-f=${Version}", package)
+            if not version.endswith("+upgrade1"):
+                raise StepFailed(f"{package} {version} installed, expected the newer build")
         wait_until(lambda: is_active("call-assistant.service") == "active" and self.daemon_pid() not in (0, daemon),
                    30, "the new daemon active")
         self.same_modules("the upgrade")
@@ -261,6 +332,26 @@ class Operator:
         return ("systemctl stop/start call-assistant: modules stopped and started again, same ports, "
                 "chromecast configured again (READY)")
 
+    def remove_matrix_package(self):
+        unit = self.units.pop("matrix")
+        self.states.pop("matrix", None)
+        self.snapshot.pop("matrix", None)
+        must("apt-get", "remove", "-y", MATRIX, timeout=300)
+        state = is_active(unit)
+        if state in ("active", "activating", "deactivating"):
+            raise StepFailed(f"{unit} is {state} after apt remove {MATRIX}")
+        if "matrix" in modules():
+            raise StepFailed(f"call-assistantctl list still shows matrix after apt remove {MATRIX}")
+        self.same_modules(f"apt remove {MATRIX}")
+        must("apt-get", "purge", "-y", MATRIX, timeout=300)
+        if inside("test", "-e", "/var/lib/call-assistant-modules/matrix").returncode == 0:
+            raise StepFailed(f"/var/lib/call-assistant-modules/matrix left after apt purge {MATRIX}")
+        for name in self.units:
+            if inside("test", "-d", f"/var/lib/call-assistant-modules/{name}").returncode != 0:
+                raise StepFailed(f"apt purge {MATRIX} removed the state directory of {name}")
+        return (f"apt remove {MATRIX}: its unit stopped, no longer listed, the others kept their PIDs and ports; "
+                "purge removed its state directory only")
+
     def remove(self):
         must("apt-get", "remove", "-y", *PACKAGES, timeout=300)
         state = is_active("call-assistant.service")
@@ -324,10 +415,11 @@ def leftovers_in(upper):
 
 def main():
     op = Operator()
-    steps = [op.install, op.service_enabled_and_started, op.bundled_modules_active, op.journal_has_module_lines,
+    steps = [op.install, op.service_enabled_and_started, op.bundled_modules_active, op.admin_group_and_socket,
+             op.group_member_may_use_ctl, op.install_matrix_package, op.journal_has_module_lines,
              op.ctl_list, op.config_set, op.upgrade_keeps_modules, op.restart_keeps_modules,
              op.broken_config_reload, op.broken_config_restart, op.fixed_config_start, op.help_names_the_config,
-             op.stop_start_keeps_ports, op.remove, op.purge]
+             op.stop_start_keeps_ports, op.remove_matrix_package, op.remove, op.purge]
     for step in steps:
         t0 = time.monotonic()
         try:
