@@ -3,10 +3,13 @@
  * and a clean stop with connections open. Jobs are answered by a stand-in for the service. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/time.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +30,7 @@ static WebServer *server;
 static char assets[] = "/tmp/test-web-server-XXXXXX";
 static int port;
 static char *password_hash;
+static _Atomic uint64_t stream_ended;
 
 /* The service's part: answer every job at once (on the h2o thread; reply is thread-safe). */
 static void submit(WebJob *job, void *userdata) {
@@ -41,6 +45,19 @@ static void submit(WebJob *job, void *userdata) {
         case WEB_JOB_CONFIG_SET:
                 (void)!asprintf(&body, "{\"echo\":%.*s}", (int)job->body_len, job->body);
                 web_server_reply(server, job, 200, body);
+                return;
+        case WEB_JOB_LIVE_START:
+                (void)!asprintf(&body, "{\"module\":\"%s\",\"entity\":\"%s\",\"stream\":%" PRIu64 ",\"sdp_len\":%zu}",
+                                job->module, job->arg, job->stream_id, job->body_len);
+                web_server_reply(server, job, 200, body);
+                return;
+        case WEB_JOB_LIVE_STOP:
+                (void)!asprintf(&body, "{\"flow\":\"%s\"}", job->arg);
+                web_server_reply(server, job, 200, body);
+                return;
+        case WEB_JOB_STREAM_ENDED:
+                atomic_store(&stream_ended, job->stream_id);
+                web_job_free(job);
                 return;
         case WEB_JOB_STREAMS:
         case WEB_JOB_REVOKED:
@@ -106,6 +123,8 @@ static int setup(void **state) {
         WebServerOptions o = { .listen = "127.0.0.1:0", .max_body = 1024, .submit = submit };
         const char *url;
 
+        /* As in the daemon: a write to a connection the client closed fails, it kills nobody. */
+        (void)signal(SIGPIPE, SIG_IGN);
         assert_non_null(mkdtemp(assets));
         write_file("index.html", "<!doctype html><title>overview</title>");
         write_file("login.html", "<!doctype html><title>login</title>");
@@ -406,11 +425,93 @@ static void test_events(void **state) {
         free(h);
 }
 
+/* The live view's routes: CSRF, the offer's shape, the page's stream; the stream's end is
+ * handed to the service (which ends the flows). */
+static void test_live_view(void **state) {
+        static const char offer[] = "v=0\\r\\no=- 1 1 IN IP4 127.0.0.1\\r\\ns=-\\r\\nt=0 0\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 96\\r\\n";
+        char *cookie = NULL, *h, *r, *body = NULL, buf[65536], path[] = "/api/entities/cam/front%20door/live";
+        const char *json = "Content-Type: application/json\r\n";
+        char *hj = NULL, *cj = NULL;
+        unsigned long long id;
+        const char *p;
+        int fd;
+
+        h = login(&cookie);
+        assert_true(asprintf(&hj, "%s%s", h, json) > 0);
+        assert_true(asprintf(&cj, "%s%s", cookie, json) > 0);
+        fd = open_stream(cookie, "");
+        assert_true(read_until(fd, "event: stream\ndata: {\"id\":\"", buf, sizeof(buf)));
+        p = strstr(buf, "event: stream\ndata: {\"id\":\"") + strlen("event: stream\ndata: {\"id\":\"");
+        assert_int_equal(sscanf(p, "%llu", &id), 1);
+        assert_true(id > 0);
+
+        assert_true(asprintf(&body, "{\"sdp\":\"%s\",\"stream\":\"%llu\"}", offer, id) > 0);
+        r = http("POST", path, cj, body); /* no CSRF token */
+        assert_int_equal(status_of(r), 403);
+        free(r);
+        r = http("GET", path, cookie, NULL);
+        assert_int_equal(status_of(r), 405);
+        assert_non_null(strcasestr(r, "allow: POST"));
+        free(r);
+        r = http("POST", "/api/entities/cam/door/look", hj, body);
+        assert_int_equal(status_of(r), 404);
+        free(r);
+        r = http("POST", path, hj, "{\"sdp\": ");
+        assert_int_equal(status_of(r), 400);
+        assert_non_null(strstr(body_of(r), "malformed JSON"));
+        free(r);
+        r = http("POST", path, hj, "{\"sdp\":\"hello\",\"stream\":\"1\"}");
+        assert_int_equal(status_of(r), 400);
+        assert_non_null(strstr(body_of(r), "sdp: "));
+        free(r);
+        free(body);
+        assert_true(asprintf(&body, "{\"sdp\":\"%s\"}", offer) > 0);
+        r = http("POST", path, hj, body);
+        assert_int_equal(status_of(r), 400);
+        assert_non_null(strstr(body_of(r), "stream: "));
+        free(r);
+        free(body);
+        assert_true(asprintf(&body, "{\"sdp\":\"%s\",\"stream\":\"%llu\"}", offer, id + 1000) > 0);
+        r = http("POST", path, hj, body);
+        assert_int_equal(status_of(r), 409);
+        free(r);
+        free(body);
+
+        assert_true(asprintf(&body, "{\"sdp\":\"%s\",\"stream\":\"%llu\"}", offer, id) > 0);
+        r = http("POST", path, hj, body);
+        assert_int_equal(status_of(r), 200);
+        snprintf(buf, sizeof(buf), "{\"module\":\"cam\",\"entity\":\"front door\",\"stream\":%llu,\"sdp_len\":%zu}", id,
+                 strlen(offer) - 5 * 2);
+        assert_string_equal(body_of(r), buf);
+        free(r);
+
+        r = http("DELETE", "/api/live/flow-0123456789abcdef", cookie, NULL);
+        assert_int_equal(status_of(r), 403);
+        free(r);
+        r = http("DELETE", "/api/live/flow-0123456789abcdef", h, NULL);
+        assert_int_equal(status_of(r), 200);
+        assert_string_equal(body_of(r), "{\"flow\":\"flow-0123456789abcdef\"}");
+        free(r);
+
+        /* The page goes: the service hears which stream ended (the stream owns a live view
+         * now, so it is pinged often: the failed write tells). */
+        close(fd);
+        for (int i = 0; i < 10000 && atomic_load(&stream_ended) != id; i++)
+                usleep(1000);
+        assert_int_equal(atomic_load(&stream_ended), id);
+        free(body);
+        free(hj);
+        free(cj);
+        free(cookie);
+        free(h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_needs_login),
                 cmocka_unit_test(test_login_and_bad_input),
                 cmocka_unit_test(test_events),
+                cmocka_unit_test(test_live_view),
                 cmocka_unit_test(test_rate_limit),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

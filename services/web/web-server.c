@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <h2o.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -30,8 +31,14 @@
 #define SESSION_MAX_AGE_USEC (30ull * 24 * 3600 * 1000000) /* a month after login */
 #define STREAM_MAX_PENDING (4u * 1024 * 1024)              /* a stream that falls this far behind is ended */
 #define STREAM_KEEPALIVE_MS 25000
+/* h2o reads nothing from an HTTP/1 connection while it answers, so a page that went away is
+ * noticed only when a write to its stream fails: streams that own live views get a comment
+ * this often, and their flows end within a few seconds of the page. */
+#define STREAM_LIVE_PING_MS 1000
 #define STOP_GRACE_MS 2000
 #define MAX_PASSWORD_LEN 1024
+#define MAX_SDP_LEN (64u * 1024)
+#define MAX_ENTITY_ID_LEN 256
 
 /* ---- blobs ---- */
 
@@ -182,10 +189,13 @@ struct WebServer {
         char *password_hash;
         WebBlob *modules;
         h2o_linklist_t streams;
+        uint64_t next_stream_id;
         h2o_linklist_t pending;
         unsigned n_log_streams;
         h2o_timeout_t keepalive;
         h2o_timeout_entry_t keepalive_entry;
+        h2o_timeout_t live_ping;
+        h2o_timeout_entry_t live_ping_entry;
 
         atomic_uint n_sessions_pub, n_streams_pub, n_log_streams_pub;
 
@@ -203,12 +213,14 @@ struct Stream {
         WebServer *server;
         h2o_req_t *req;
         h2o_linklist_t link;
+        uint64_t id;         /* given to the page in its first event; names it in live view requests */
         uint64_t session_id;
         char *logs_module;   /* NULL: no log lines; "*": every module's */
         char *pending;
         size_t pending_len, pending_cap;
         char *inflight;
         bool sending, finished;
+        bool live;           /* a live view was started on it (pinged often) */
 };
 
 static uint64_t now_usec(void) {
@@ -404,15 +416,30 @@ static char *segment_decode(const char *p, size_t len) {
 
 /* ---- jobs ---- */
 
-static void submit_job(WebServer *s, h2o_req_t *req, WebJobKind kind, const char *module, const char *arg,
-                       size_t arg_len) {
-        WebJob *j = calloc(1, sizeof(WebJob));
+/* Hand a job (taken) over to the service, linked to its request. */
+static void submit_prepared(WebServer *s, h2o_req_t *req, WebJob *j) {
         WebJobLink *l = calloc(1, sizeof(WebJobLink));
         LinkGuard *g;
 
-        if (!j || !l) {
-                free(j);
-                free(l);
+        if (!l) {
+                web_job_free(j);
+                respond_error(req, 503, "out of memory");
+                return;
+        }
+        atomic_init(&l->refs, 2);
+        l->req = req;
+        h2o_linklist_insert(&s->pending, &l->pending);
+        g = h2o_mem_alloc_shared(&req->pool, sizeof(LinkGuard), on_guard_dispose);
+        g->link = l;
+        j->link = l;
+        s->o.submit(j, s->o.userdata);
+}
+
+static void submit_job(WebServer *s, h2o_req_t *req, WebJobKind kind, const char *module, const char *arg,
+                       size_t arg_len) {
+        WebJob *j = calloc(1, sizeof(WebJob));
+
+        if (!j) {
                 respond_error(req, 503, "out of memory");
                 return;
         }
@@ -425,17 +452,10 @@ static void submit_job(WebServer *s, h2o_req_t *req, WebJobKind kind, const char
         }
         if ((module && !j->module) || (arg && !j->arg) || (req->entity.len > 0 && !j->body)) {
                 web_job_free(j);
-                free(l);
                 respond_error(req, 503, "out of memory");
                 return;
         }
-        atomic_init(&l->refs, 2);
-        l->req = req;
-        h2o_linklist_insert(&s->pending, &l->pending);
-        g = h2o_mem_alloc_shared(&req->pool, sizeof(LinkGuard), on_guard_dispose);
-        g->link = l;
-        j->link = l;
-        s->o.submit(j, s->o.userdata);
+        submit_prepared(s, req, j);
 }
 
 void web_server_reply(WebServer *s, WebJob *job, int status, char *body) {
@@ -476,21 +496,37 @@ static void submit_control(WebServer *s, WebJobKind kind, unsigned count, void *
         s->o.submit(j, s->o.userdata);
 }
 
+static void submit_stream_ended(WebServer *s, uint64_t stream_id) {
+        WebJob *j = calloc(1, sizeof(WebJob));
+
+        /* Without memory the live views of the stream stay until the orchestrator ends them. */
+        if (!j)
+                return;
+        j->kind = WEB_JOB_STREAM_ENDED;
+        j->stream_id = stream_id;
+        s->o.submit(j, s->o.userdata);
+}
+
 /* ---- event streams ---- */
 
 static void stream_send(Stream *st);
 
-static void stream_finish(Stream *st) {
+/* The stream is over, whichever way it ended: the service hears of it (its live views end). */
+static void stream_detach(Stream *st) {
         WebServer *s = st->server;
 
-        if (st->finished)
-                return;
         st->finished = true;
         if (st->logs_module)
                 s->n_log_streams--;
         h2o_linklist_unlink(&st->link);
         publish_counts(s);
-        submit_control(s, WEB_JOB_STREAMS, 0, NULL);
+        submit_stream_ended(s, st->id);
+}
+
+static void stream_finish(Stream *st) {
+        if (st->finished)
+                return;
+        stream_detach(st);
         /* The connection goes with the stream: no idle keep-alive connection is left behind
          * (the page opens a new one when it reconnects). */
         st->req->http1_is_persistent = 0;
@@ -516,26 +552,15 @@ static void on_stream_stop(h2o_generator_t *g, h2o_req_t *req) {
 
         /* The client went away: h2o will not call proceed again. */
         st->sending = false;
-        if (!st->finished) {
-                st->finished = true;
-                if (st->logs_module)
-                        st->server->n_log_streams--;
-                h2o_linklist_unlink(&st->link);
-                publish_counts(st->server);
-                submit_control(st->server, WEB_JOB_STREAMS, 0, NULL);
-        }
+        if (!st->finished)
+                stream_detach(st);
 }
 
 static void on_stream_dispose(void *p) {
         Stream *st = p;
 
-        if (!st->finished) {
-                st->finished = true;
-                if (st->logs_module)
-                        st->server->n_log_streams--;
-                h2o_linklist_unlink(&st->link);
-                publish_counts(st->server);
-        }
+        if (!st->finished)
+                stream_detach(st);
         free(st->pending);
         free(st->inflight);
         free(st->logs_module);
@@ -654,7 +679,7 @@ static void handle_events(WebServer *s, h2o_req_t *req, const WebSession *sessio
         }
         st = h2o_mem_alloc_shared(&req->pool, sizeof(Stream), on_stream_dispose);
         *st = (Stream){ .generator = { on_stream_proceed, on_stream_stop }, .server = s, .req = req,
-                        .session_id = session->id, .logs_module = logs };
+                        .id = ++s->next_stream_id, .session_id = session->id, .logs_module = logs };
         h2o_linklist_insert(&s->streams, &st->link);
         if (logs)
                 s->n_log_streams++;
@@ -668,6 +693,11 @@ static void handle_events(WebServer *s, h2o_req_t *req, const WebSession *sessio
         h2o_start_response(req, &st->generator);
 
         (void)stream_append(st, hello, sizeof(hello) - 1);
+        {
+                char ev[96];
+                int n = snprintf(ev, sizeof(ev), "event: stream\ndata: {\"id\":\"%" PRIu64 "\"}\n\n", st->id);
+                (void)stream_append(st, ev, (size_t)n);
+        }
         if (s->modules) {
                 (void)stream_append(st, H2O_STRLIT("event: modules\ndata: "));
                 (void)stream_append(st, s->modules->data, s->modules->len);
@@ -878,6 +908,94 @@ static void handle_modules(WebServer *s, h2o_req_t *req) {
         h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
 }
 
+/* ---- live views ---- */
+
+static Stream *stream_find(WebServer *s, uint64_t id, uint64_t session_id) {
+        for (h2o_linklist_t *l = s->streams.next; l != &s->streams; l = l->next) {
+                Stream *st = H2O_STRUCT_FROM_MEMBER(Stream, link, l);
+                if (st->id == id && st->session_id == session_id && !st->finished)
+                        return st;
+        }
+        return NULL;
+}
+
+/* POST /api/entities/MODULE/ENTITY/live {"sdp": offer, "stream": id}: the offer goes to the
+ * service with the page's session and event stream, whose end ends the flow. */
+static void handle_live_start(WebServer *s, h2o_req_t *req, const WebSession *session, const char *module,
+                              const char *entity) {
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        const char *sdp, *stream_s;
+        Stream *st;
+        WebJob *job;
+        json_error_t e;
+        char *end;
+        uint64_t stream_id;
+
+        j = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &e);
+        if (!j) {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "malformed JSON at line %d, column %d", e.line, e.column);
+                respond_error(req, 400, msg);
+                return;
+        }
+        if (!json_is_object(j)) {
+                respond_error(req, 400, "expected {\"sdp\": \"<SDP offer>\", \"stream\": \"<event stream id>\"}");
+                return;
+        }
+        sdp = json_string_value(json_object_get(j, "sdp"));
+        if (!sdp || json_string_length(json_object_get(j, "sdp")) > MAX_SDP_LEN || strlen(sdp) < 4 ||
+            (strncmp(sdp, "v=0\r\n", 5) != 0 && strncmp(sdp, "v=0\n", 4) != 0) || !strstr(sdp, "\nm=video ")) {
+                respond_error(req, 400, "sdp: expected a WebRTC SDP offer with a video section (a string starting with "
+                                        "\"v=0\", at most 64 KiB)");
+                return;
+        }
+        stream_s = json_string_value(json_object_get(j, "stream"));
+        errno = 0;
+        stream_id = stream_s && *stream_s >= '1' && *stream_s <= '9' ? strtoull(stream_s, &end, 10) : 0;
+        if (stream_id == 0 || errno != 0 || *end) {
+                respond_error(req, 400, "stream: expected the id of the page's event stream (its first event, "
+                                        "\"stream\", gives it)");
+                return;
+        }
+        st = stream_find(s, stream_id, session->id);
+        if (!st) {
+                respond_error(req, 409, "stream: this session has no open event stream with that id (a live view "
+                                        "lasts as long as its page's event stream)");
+                return;
+        }
+        job = calloc(1, sizeof(WebJob));
+        if (!job || !(job->module = strdup(module)) || !(job->arg = strdup(entity)) || !(job->body = strdup(sdp))) {
+                web_job_free(job);
+                respond_error(req, 503, "out of memory");
+                return;
+        }
+        job->kind = WEB_JOB_LIVE_START;
+        job->body_len = strlen(sdp);
+        job->session_id = session->id;
+        job->stream_id = st->id;
+        st->live = true;
+        if (!h2o_timeout_is_linked(&s->live_ping_entry))
+                h2o_timeout_link(s->ctx.loop, &s->live_ping, &s->live_ping_entry);
+        submit_prepared(s, req, job);
+}
+
+static void on_live_ping(h2o_timeout_entry_t *entry) {
+        WebServer *s = H2O_STRUCT_FROM_MEMBER(WebServer, live_ping_entry, entry);
+        h2o_linklist_t *l, *next;
+        bool any = false;
+
+        for (l = s->streams.next; l != &s->streams; l = next) {
+                Stream *st = H2O_STRUCT_FROM_MEMBER(Stream, link, l);
+                next = l->next;
+                if (!st->live)
+                        continue;
+                any = true;
+                stream_push(st, H2O_STRLIT(":\n\n"));
+        }
+        if (any)
+                h2o_timeout_link(s->ctx.loop, &s->live_ping, &s->live_ping_entry);
+}
+
 /* ---- the API router ---- */
 
 static bool path_is(h2o_iovec_t p, const char *s) {
@@ -888,7 +1006,7 @@ static int on_api(h2o_handler_t *self, h2o_req_t *req) {
         WebServer *s = ((Handler *)self)->server;
         h2o_iovec_t path = req->path_normalized;
         const WebSession *session;
-        _cleanup_free_ char *name = NULL;
+        _cleanup_free_ char *name = NULL, *entity = NULL, *flow = NULL;
         const char *rest = NULL, *allow;
         size_t rest_len = 0;
         WebJobKind kind;
@@ -941,6 +1059,32 @@ static int on_api(h2o_handler_t *self, h2o_req_t *req) {
                         respond_error(req, 404, "no such API endpoint");
                         return 0;
                 }
+        } else if (path.len > 14 && memcmp(path.base, "/api/entities/", 14) == 0) {
+                /* /api/entities/MODULE/ENTITY/live */
+                const char *p = path.base + 14, *e = path.base + path.len;
+                const char *s1 = memchr(p, '/', (size_t)(e - p)), *s2 = s1 ? memchr(s1 + 1, '/', (size_t)(e - s1 - 1)) : NULL;
+                if (!s2 || !h2o_memis(s2 + 1, (size_t)(e - s2 - 1), H2O_STRLIT("live"))) {
+                        respond_error(req, 404, "no such API endpoint");
+                        return 0;
+                }
+                name = segment_decode(p, (size_t)(s1 - p));
+                entity = segment_decode(s1 + 1, (size_t)(s2 - s1 - 1));
+                if (!name || !web_name_valid(name, strlen(name))) {
+                        respond_error(req, 404, "no such module");
+                        return 0;
+                }
+                if (!entity || !web_name_valid(entity, strlen(entity)) || strlen(entity) > MAX_ENTITY_ID_LEN) {
+                        respond_error(req, 404, "no such entity");
+                        return 0;
+                }
+                allow = "POST";
+        } else if (path.len > 10 && memcmp(path.base, "/api/live/", 10) == 0) {
+                flow = segment_decode(path.base + 10, path.len - 10);
+                if (!flow || !web_name_valid(flow, strlen(flow))) {
+                        respond_error(req, 404, "no such live view");
+                        return 0;
+                }
+                allow = "DELETE";
         } else {
                 respond_error(req, 404, "no such API endpoint");
                 return 0;
@@ -952,7 +1096,7 @@ static int on_api(h2o_handler_t *self, h2o_req_t *req) {
                 return 0;
         }
         if (!(is_get && strstr(allow, "GET")) && !(method_is(req, "PUT") && strstr(allow, "PUT")) &&
-            !(method_is(req, "POST") && strstr(allow, "POST"))) {
+            !(method_is(req, "POST") && strstr(allow, "POST")) && !(method_is(req, "DELETE") && strstr(allow, "DELETE"))) {
                 respond_405(req, allow);
                 return 0;
         }
@@ -981,7 +1125,19 @@ static int on_api(h2o_handler_t *self, h2o_req_t *req) {
                 handle_events(s, req, session);
         else if (path_is(path, "/api/entities"))
                 submit_job(s, req, WEB_JOB_ENTITIES, NULL, NULL, 0);
-        else {
+        else if (entity)
+                handle_live_start(s, req, session, name, entity);
+        else if (flow) {
+                WebJob *j = calloc(1, sizeof(WebJob));
+                if (!j || !(j->arg = strdup(flow))) {
+                        web_job_free(j);
+                        respond_error(req, 503, "out of memory");
+                        return 0;
+                }
+                j->kind = WEB_JOB_LIVE_STOP;
+                j->session_id = session->id;
+                submit_prepared(s, req, j);
+        } else {
                 const char *arg = NULL;
                 size_t arg_len = 0;
                 if (!rest)
@@ -1365,6 +1521,8 @@ int web_server_new(WebServer **ret, const WebServerOptions *o) {
         h2o_timeout_init(s->loop, &s->keepalive, STREAM_KEEPALIVE_MS);
         s->keepalive_entry.cb = on_keepalive;
         h2o_timeout_link(s->loop, &s->keepalive, &s->keepalive_entry);
+        h2o_timeout_init(s->loop, &s->live_ping, STREAM_LIVE_PING_MS);
+        s->live_ping_entry.cb = on_live_ping;
 
         s->listener = h2o_evloop_socket_create(s->loop, s->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
         s->listen_fd = -1; /* the socket owns it now */
@@ -1491,11 +1649,14 @@ WebServer *web_server_free(WebServer *s) {
                         server_begin_stop(s);
                 if (h2o_timeout_is_linked(&s->keepalive_entry))
                         h2o_timeout_unlink(&s->keepalive_entry);
+                if (h2o_timeout_is_linked(&s->live_ping_entry))
+                        h2o_timeout_unlink(&s->live_ping_entry);
                 if (connections_left(s))
                         log_warning("web: some connections were still open at shutdown");
                 else {
                         h2o_multithread_unregister_receiver(s->ctx.queue, &s->receiver);
                         h2o_timeout_dispose(s->loop, &s->keepalive);
+                        h2o_timeout_dispose(s->loop, &s->live_ping);
                         /* h2o's graceful shutdown leaves its once-a-second check for idle
                          * connections linked; with no connection left it has nothing to do. */
                         while (!h2o_linklist_is_empty(&s->ctx.one_sec_timeout._entries))

@@ -39,6 +39,10 @@ typedef enum WebJobKind {
         WEB_JOB_ENTITIES,      /* GET  /api/entities */
         WEB_JOB_STREAMS,       /* no answer: the number of event streams changed */
         WEB_JOB_REVOKED,       /* answer to web_server_revoke_sessions(): count, control */
+        WEB_JOB_LIVE_START,    /* POST /api/entities/MODULE/ENTITY/live; arg: the entity id, body: the SDP offer,
+                                * session_id and stream_id: the page's session and event stream */
+        WEB_JOB_LIVE_STOP,     /* DELETE /api/live/FLOW; arg: the flow id, session_id */
+        WEB_JOB_STREAM_ENDED,  /* no answer: the event stream stream_id ended (its live views end with it) */
 } WebJobKind;
 
 /* A request for the sd-event thread. The server hands it over with the submit callback;
@@ -54,6 +58,9 @@ typedef struct WebJob {
         /* WEB_JOB_REVOKED */
         unsigned count;
         void *control;
+        /* WEB_JOB_LIVE_*, WEB_JOB_STREAM_ENDED: who asked (ids the h2o thread gave out) */
+        uint64_t session_id;
+        uint64_t stream_id;
         /* the server's */
         WebJobLink *link;
 } WebJob;

@@ -24,6 +24,7 @@ static void on_status(RpcServerCall *call, const ProtobufCMessage *request, void
         resp.sessions = web_service_n_sessions(w);
         resp.event_streams = web_service_n_streams(w);
         resp.tls = web_service_tls(w);
+        resp.live_views = web_service_n_live_views(w);
         (void)rpc_server_call_reply(call, &resp.base);
 }
 

@@ -28,6 +28,8 @@
 #define WATCH_RETRY_USEC 1000000ull
 #define DEFAULT_MAX_BODY (256u * 1024)
 #define DEFAULT_RESOURCES_MS 2000u
+#define LIVE_START_TIMEOUT_MS 30000
+#define MAX_LIVE_PER_SESSION 4u
 
 typedef struct ModEntry {
         char *name;
@@ -43,6 +45,21 @@ struct JobCall {
         WebJob *job;
         RpcClientCall *call;
         JobCall *prev, *next;
+};
+
+/* A camera's live view on a page: a flow from the camera to the page's WebRTC peer
+ * (StartFlow with peer_offer_sdp), owned by the page's session and event stream. */
+typedef struct LiveView LiveView;
+struct LiveView {
+        WebService *service;
+        LiveView *prev, *next;
+        uint64_t session_id, stream_id;
+        char *module, *entity;
+        char *flow_id;          /* NULL while StartFlow runs */
+        RpcClientCall *call;    /* StartFlow or StopFlow in flight */
+        WebJob *job;            /* the request waiting for that call (POST .../live or DELETE) */
+        bool page_gone;         /* its event stream ended: stop the flow once it exists */
+        bool stopping;          /* StopFlow was called (or the flow ended by itself) */
 };
 
 typedef struct Revocation Revocation;
@@ -80,6 +97,7 @@ struct WebService {
 
         JobCall *calls;
         Revocation *revocations;
+        LiveView *live_views;
 };
 
 /* A copy of a message the runtime will free after the callback. */
@@ -207,6 +225,8 @@ static void module_changed(WebService *w, const Callassistant__V1__ModuleInfo *i
         broadcast_raw_module(w, e);
 }
 
+static void live_flow_changed(WebService *w, const Callassistant__V1__Flow *flow);
+
 static const char *entity_kind_name(int kind) {
         switch (kind) {
         case CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_ADDED:
@@ -246,6 +266,9 @@ static void on_watch_event(RpcClientCall *c, const ProtobufCMessage *message, vo
                         broadcast(w, "metrics", j, NULL);
                 return;
         }
+        case CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_CHANGED:
+                live_flow_changed(w, ev->flow);
+                return;
         case CALLASSISTANT__V1__EVENT__KIND__KIND_CONFIG_CHANGED:
                 j = json_pack("{s:s, s:I}", "module", ev->module ? ev->module : "", "revision",
                               (json_int_t)ev->config_revision);
@@ -611,6 +634,216 @@ static void job_logs(WebService *w, WebJob *job) {
         job_reply_json(w, job, 200, res);
 }
 
+/* ---- live views ---- */
+
+static const char *flow_state_name(int state) {
+        const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&callassistant__v1__flow_state__descriptor, state);
+
+        return v && strncmp(v->name, "FLOW_STATE_", 11) == 0 ? v->name + 11 : "UNKNOWN";
+}
+
+static LiveView *live_find(WebService *w, const char *flow_id) {
+        for (LiveView *v = w->live_views; v; v = v->next)
+                if (v->flow_id && strcmp(v->flow_id, flow_id) == 0)
+                        return v;
+        return NULL;
+}
+
+static LiveView *live_free(LiveView *v) {
+        WebService *w;
+
+        if (!v)
+                return NULL;
+        w = v->service;
+        if (v->prev)
+                v->prev->next = v->next;
+        else
+                w->live_views = v->next;
+        if (v->next)
+                v->next->prev = v->prev;
+        if (v->call)
+                rpc_client_call_cancel(v->call);
+        web_job_free(v->job);
+        free(v->module);
+        free(v->entity);
+        free(v->flow_id);
+        free(v);
+        return NULL;
+}
+
+static void on_live_stopped(RpcClientCall *c, int status, const char *message, const ProtobufCMessage *response,
+                            void *userdata) {
+        LiveView *v = userdata;
+        WebService *w = v->service;
+        const Callassistant__V1__Flow *flow = (const void *)response;
+        WebJob *job = TAKE_PTR(v->job);
+
+        v->call = NULL;
+        /* NOT_FOUND: it had ended already (the orchestrator ended it, or it failed). */
+        if (status == RPC_OK || status == RPC_NOT_FOUND) {
+                log_info("web: live view of %s/%s ended (flow %s)", v->module, v->entity, v->flow_id);
+                if (job)
+                        job_reply_json(w, job, 200,
+                                       json_pack("{s:s, s:s}", "flow_id", v->flow_id, "state",
+                                                 status == RPC_OK && flow ? flow_state_name(flow->state) : "STOPPED"));
+        } else {
+                log_warning("web: cannot stop the live view of %s/%s (flow %s): %s: %s", v->module, v->entity, v->flow_id,
+                            rpc_status_to_string(status), message ? message : "");
+                if (job)
+                        job_reply_error(w, job, web_http_status_of_rpc(status),
+                                        message && *message ? message : rpc_status_to_string(status), NULL);
+        }
+        live_free(v);
+}
+
+/* StopFlow for a live view; job (taken, may be NULL) is answered once it is done. */
+static void live_stop(LiveView *v, WebJob *job) {
+        WebService *w = v->service;
+        Callassistant__V1__FlowRequest req = CALLASSISTANT__V1__FLOW_REQUEST__INIT;
+        int r;
+
+        v->stopping = true;
+        v->job = job;
+        req.id = v->flow_id;
+        r = rpc_channel_call(w->ch, ORCH "StopFlow", &req.base, &callassistant__v1__flow__descriptor, CALL_TIMEOUT_MS, 0,
+                             NULL, 0, on_live_stopped, v, &v->call);
+        if (r < 0) {
+                v->call = NULL;
+                log_warning_errno(r, "web: cannot stop the live view of %s/%s (flow %s): %m", v->module, v->entity,
+                                  v->flow_id);
+                if (job)
+                        job_reply_error(w, TAKE_PTR(v->job), 503, "cannot reach the orchestrator", NULL);
+                live_free(v);
+        }
+}
+
+static void on_live_started(RpcClientCall *c, int status, const char *message, const ProtobufCMessage *response,
+                            void *userdata) {
+        LiveView *v = userdata;
+        WebService *w = v->service;
+        const Callassistant__V1__StartFlowResponse *resp = (const void *)response;
+        WebJob *job = TAKE_PTR(v->job);
+
+        v->call = NULL;
+        if (status != RPC_OK) {
+                log_info("web: live view of %s/%s refused: %s: %s", v->module, v->entity, rpc_status_to_string(status),
+                         message ? message : "");
+                job_reply_error(w, job, web_http_status_of_rpc(status),
+                                message && *message ? message : rpc_status_to_string(status), NULL);
+                live_free(v);
+                return;
+        }
+        if (!resp->flow || !resp->flow->id || !*resp->flow->id || !resp->peer_answer_sdp || !*resp->peer_answer_sdp ||
+            !(v->flow_id = strdup(resp->flow->id))) {
+                job_reply_error(w, job, 502, "the orchestrator gave no flow or no answer", NULL);
+                if (resp->flow && resp->flow->id && *resp->flow->id && (v->flow_id = strdup(resp->flow->id)))
+                        live_stop(v, NULL);
+                else
+                        live_free(v);
+                return;
+        }
+        if (v->page_gone) {
+                /* The page went away while the flow was being set up. */
+                job_reply_error(w, job, 409, "the page's event stream ended", NULL);
+                live_stop(v, NULL);
+                return;
+        }
+        log_info("web: live view of %s/%s started (flow %s)", v->module, v->entity, v->flow_id);
+        job_reply_json(w, job, 200,
+                       json_pack("{s:s, s:s, s:s, s:s}", "flow_id", v->flow_id, "sdp", resp->peer_answer_sdp, "state",
+                                 flow_state_name(resp->flow->state), "state_reason",
+                                 resp->flow->state_reason ? resp->flow->state_reason : ""));
+}
+
+static void job_live_start(WebService *w, WebJob *job) {
+        Callassistant__V1__StartFlowRequest req = CALLASSISTANT__V1__START_FLOW_REQUEST__INIT;
+        Callassistant__V1__EntityRef source = CALLASSISTANT__V1__ENTITY_REF__INIT;
+        LiveView *v;
+        unsigned n = 0;
+        int r;
+
+        for (v = w->live_views; v; v = v->next)
+                if (v->session_id == job->session_id && !v->stopping && !v->page_gone)
+                        n++;
+        if (n >= MAX_LIVE_PER_SESSION) {
+                job_reply_error(w, job, 429, "too many live views in this session (at most 4): stop one first", NULL);
+                return;
+        }
+        v = calloc(1, sizeof(LiveView));
+        if (!v || !(v->module = strdup(job->module)) || !(v->entity = strdup(job->arg))) {
+                if (v) {
+                        free(v->module);
+                        free(v);
+                }
+                job_reply_error(w, job, 503, "out of memory", NULL);
+                return;
+        }
+        v->service = w;
+        v->session_id = job->session_id;
+        v->stream_id = job->stream_id;
+        v->next = w->live_views;
+        if (w->live_views)
+                w->live_views->prev = v;
+        w->live_views = v;
+
+        source.module = job->module;
+        source.id = job->arg;
+        req.source = &source;
+        req.peer_offer_sdp = job->body;
+        r = rpc_channel_call(w->ch, ORCH "StartFlow", &req.base, &callassistant__v1__start_flow_response__descriptor,
+                             LIVE_START_TIMEOUT_MS, 0, NULL, 0, on_live_started, v, &v->call);
+        if (r < 0) {
+                v->call = NULL;
+                job_reply_error(w, job, 503, "cannot reach the orchestrator", NULL);
+                live_free(v);
+                return;
+        }
+        v->job = job;
+}
+
+static void job_live_stop(WebService *w, WebJob *job) {
+        LiveView *v = live_find(w, job->arg);
+
+        /* Only the session that started it may stop it; other flows are not the dashboard's. */
+        if (!v || v->session_id != job->session_id || v->stopping) {
+                job_reply_error(w, job, 404, "no such live view (it ended, or it is not this session's)", NULL);
+                return;
+        }
+        live_stop(v, job);
+}
+
+static void live_stream_ended(WebService *w, uint64_t stream_id) {
+        for (LiveView *v = w->live_views, *next; v; v = next) {
+                next = v->next;
+                if (v->stream_id != stream_id || v->page_gone)
+                        continue;
+                v->page_gone = true;
+                /* Still starting: on_live_started stops it. Stopping: on its way already. */
+                if (v->flow_id && !v->stopping)
+                        live_stop(v, NULL);
+        }
+}
+
+/* A flow changed: a live view whose flow ended by itself is over; the pages hear of it. */
+static void live_flow_changed(WebService *w, const Callassistant__V1__Flow *flow) {
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        LiveView *v;
+
+        if (!flow || !flow->id || !(v = live_find(w, flow->id)))
+                return;
+        j = json_pack("{s:s, s:s, s:s}", "id", flow->id, "state", flow_state_name(flow->state), "state_reason",
+                      flow->state_reason ? flow->state_reason : "");
+        if (j)
+                broadcast(w, "flow", j, NULL);
+        if ((flow->state == CALLASSISTANT__V1__FLOW_STATE__FLOW_STATE_STOPPED ||
+             flow->state == CALLASSISTANT__V1__FLOW_STATE__FLOW_STATE_FAILED) &&
+            !v->call) {
+                log_info("web: live view of %s/%s ended by the orchestrator (flow %s): %s", v->module, v->entity,
+                         v->flow_id, flow->state_reason ? flow->state_reason : "");
+                live_free(v);
+        }
+}
+
 static void job_run(WebService *w, WebJob *job) {
         int r = 0;
 
@@ -663,6 +896,17 @@ static void job_run(WebService *w, WebJob *job) {
                 resources_schedule(w);
                 web_job_free(job);
                 return;
+        case WEB_JOB_STREAM_ENDED:
+                live_stream_ended(w, job->stream_id);
+                resources_schedule(w);
+                web_job_free(job);
+                return;
+        case WEB_JOB_LIVE_START:
+                job_live_start(w, job);
+                return;
+        case WEB_JOB_LIVE_STOP:
+                job_live_stop(w, job);
+                return;
         case WEB_JOB_REVOKED: {
                 Revocation *rv = job->control;
                 /* Answers come back in the order the requests went out. */
@@ -680,6 +924,7 @@ static void job_run(WebService *w, WebJob *job) {
         if (r < 0)
                 job_reply_error(w, job, 503, "cannot reach the orchestrator", NULL);
 }
+
 
 /* Called on the h2o thread. */
 static void submit(WebJob *job, void *userdata) {
@@ -753,6 +998,15 @@ unsigned web_service_n_sessions(WebService *w) {
 
 unsigned web_service_n_streams(WebService *w) {
         return web_server_n_streams(w->server);
+}
+
+unsigned web_service_n_live_views(WebService *w) {
+        unsigned n = 0;
+
+        for (LiveView *v = w->live_views; v; v = v->next)
+                if (v->flow_id && !v->stopping && !v->page_gone)
+                        n++;
+        return n;
 }
 
 bool web_service_tls(WebService *w) {
@@ -893,6 +1147,9 @@ WebService *web_service_free(WebService *w) {
                 web_job_free(jc->job);
                 free(jc);
         }
+        /* Live views end with the orchestrator (flows to a peer are not stored). */
+        while (w->live_views)
+                live_free(w->live_views);
         /* Then the HTTP thread: it answers what still waits with 503 and ends the streams. */
         w->server = web_server_free(w->server);
         for (WebJob *j = queue_take_all(w), *next; j; j = next) {

@@ -40,6 +40,7 @@ const char *web_service_url(WebService *w);
 bool web_service_password_set(WebService *w);
 unsigned web_service_n_sessions(WebService *w);
 unsigned web_service_n_streams(WebService *w);
+unsigned web_service_n_live_views(WebService *w);
 bool web_service_tls(WebService *w);
 /* Store a new password hash durably, then end every session; done runs with the number
  * of sessions ended (or a negative errno: -EINVAL for a hash we do not take). */

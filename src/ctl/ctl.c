@@ -487,13 +487,15 @@ static int cmd_web(Client *c, const char *sub) {
                         return r;
                 resp = (Callassistant__Web__V1__GetStatusResponse *)call.response;
                 if (arg_json)
-                        print_json(json_pack("{s:s, s:b, s:i, s:i, s:b}", "url", resp->url, "password_set",
+                        print_json(json_pack("{s:s, s:b, s:i, s:i, s:b, s:i}", "url", resp->url, "password_set",
                                              resp->password_set, "sessions", (int)resp->sessions, "event_streams",
-                                             (int)resp->event_streams, "tls", resp->tls));
+                                             (int)resp->event_streams, "tls", resp->tls, "live_views",
+                                             (int)resp->live_views));
                 else {
                         printf("Dashboard: %s\n", resp->url);
                         printf(" Password: %s\n", resp->password_set ? "set" : "not set (call-assistantctl web passwd)");
                         printf(" Sessions: %u logged in, %u live page(s)\n", resp->sessions, resp->event_streams);
+                        printf("   Camera live views: %u\n", resp->live_views);
                 }
                 protobuf_c_message_free_unpacked(call.response, NULL);
                 return EXIT_OK;

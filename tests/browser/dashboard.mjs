@@ -7,6 +7,13 @@
 //
 // Environment: CA_WEB_URL, CA_WEB_PASSWORD, CA_SCREENSHOT_DIR, CA_SANDBOX_EXEC.
 //
+// With --live-view (LiveView in tests/integration/test_web.py: the real flow engine with
+// onvif-discovery, the camera double and go2rtc): a camera's page plays its live view, the
+// video element decodes frames of the test pattern (CA_LIVE_SIZE, e.g. 640x360), Stop ends
+// the flow, leaving the page ends it, closing the tab ends it; flows are read with
+// call-assistantctl (CA_CTL, on CALL_ASSISTANT_CONTROL_SOCKET). Environment: CA_LIVE_ENTITY
+// ("module/entity") too. Screenshot: live-view.png.
+//
 // With --bench-overview (bench/bench_web.py): the overview's first render, from the
 // navigation's start to the page's performance mark 'overview-rendered' (set once the module
 // list from the event stream is on screen), over 5 loads after a warm-up; prints
@@ -25,8 +32,10 @@ const PASSWORD = process.env.CA_WEB_PASSWORD;
 const SHOTS = process.env.CA_SCREENSHOT_DIR || '.';
 const SANDBOX = process.env.CA_SANDBOX_EXEC;
 
+// Local ICE candidates as addresses, not mDNS names (the converter does not resolve those).
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-features=WebRtcHideLocalIpsWithMdns'];
 
 async function launch(viewport = { width: 1440, height: 900 }) {
   const profile = mkdtempSync(join(tmpdir(), 'ca-chromium-'));
@@ -242,5 +251,123 @@ async function benchOverview() {
   console.log(JSON.stringify({ renders }));
 }
 
+// ---- the live view ----
+
+function flows() {
+  const out = execFileSync(process.env.CA_CTL, ['--json', 'flow', 'list'], { encoding: 'utf8' });
+  return JSON.parse(out);
+}
+
+async function until(fn, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('timed out waiting for ' + what);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function flowGone(id, ms) {
+  await until(() => !flows().some((f) => f.id === id), ms, `flow ${id} to end`);
+}
+
+// The frames the video element decoded, and its size.
+async function videoStats(page) {
+  return page.evaluate(() => {
+    const v = document.getElementById('live-video');
+    return v ? { frames: v.getVideoPlaybackQuality().totalVideoFrames, size: `${v.videoWidth}x${v.videoHeight}` } : null;
+  });
+}
+
+async function playAndWaitForFrames(page, n) {
+  await page.click('#live-play');
+  await page.waitForFunction((k) => {
+    const v = document.getElementById('live-video');
+    return v && !v.hidden && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames >= k;
+  }, n, { timeout: 30000 });
+  const id = await page.getAttribute('#live-view [data-flow]', 'data-flow');
+  assert(id && id.startsWith('flow-'), 'the page knows its flow: ' + id);
+  return id;
+}
+
+async function liveViewTest() {
+  const [module, entity] = process.env.CA_LIVE_ENTITY.split('/');
+  const size = process.env.CA_LIVE_SIZE;
+  const { context, close } = await launch({ width: 1280, height: 900 });
+  let page = context.pages()[0] || await context.newPage();
+  const problems = [];
+  const watch = (p) => {
+    p.on('pageerror', (e) => problems.push('page error: ' + e.message));
+    p.on('console', (m) => { if (m.type() === 'error') problems.push('console error: ' + m.text()); });
+  };
+  watch(page);
+  try {
+    await step('log in and open the camera\'s page', async () => {
+      await page.goto(URL_);
+      await page.waitForURL(/\/login\.html$/);
+      await page.fill('#password', PASSWORD);
+      await page.click('#submit');
+      await page.waitForURL(URL_);
+      await page.locator('#live.on').waitFor();
+      await page.goto(URL_ + `#/entities/${encodeURIComponent(module)}/${encodeURIComponent(entity)}`);
+      await page.locator('#live-play').waitFor();
+      assert(await page.isHidden('#live-video'), 'no video before Play');
+    });
+
+    let flowId;
+    await step('Play: the video element decodes the camera\'s frames', async () => {
+      const t0 = Date.now();
+      flowId = await playAndWaitForFrames(page, 10);
+      console.log(`     first 10 frames after ${Date.now() - t0} ms`);
+      const a = await videoStats(page);
+      assert(a.size === size, `video size ${a.size}, the test pattern's is ${size}`);
+      await page.waitForFunction((k) => document.getElementById('live-video').getVideoPlaybackQuality().totalVideoFrames >= k,
+        a.frames + 10, { timeout: 10000 });
+      await page.locator('#live-status[data-state="playing"]').waitFor();
+      const f = flows().find((x) => x.id === flowId);
+      assert(f && f.state === 'ACTIVE', 'the flow is ACTIVE: ' + JSON.stringify(f));
+      assert(f.source.module === module && f.source.id === entity && !f.target, 'from the camera to a peer');
+      assert(f.steps.map((x) => x.media_out).join('>') === 'rtsp>webrtc', 'camera -> converter -> page');
+      await page.screenshot({ path: join(SHOTS, 'live-view.png') });
+    });
+
+    await step('Stop ends the flow and its converter', async () => {
+      await page.click('#live-stop');
+      await page.locator('#live-status[data-state="stopped"]').waitFor();
+      assert(await page.isHidden('#live-video'), 'the video is gone');
+      await flowGone(flowId, 10000);
+    });
+
+    await step('leaving the page ends the flow', async () => {
+      flowId = await playAndWaitForFrames(page, 1);
+      await page.click('nav a[data-nav="entities"]');
+      await page.locator('#entities').waitFor();
+      await flowGone(flowId, 10000);
+    });
+
+    await step('closing the tab ends the flow', async () => {
+      await page.goto(URL_ + `#/entities/${encodeURIComponent(module)}/${encodeURIComponent(entity)}`);
+      await page.locator('#live-play').waitFor();
+      flowId = await playAndWaitForFrames(page, 1);
+      await page.close({ runBeforeUnload: true });
+      await flowGone(flowId, 10000);
+      page = await context.newPage();
+    });
+
+    await step('no page errors, no console errors (CSP included)', async () => {
+      assert(problems.length === 0, problems.join('\n'));
+    });
+  } catch (e) {
+    if (!page.isClosed()) await page.screenshot({ path: join(SHOTS, 'live-view-failure.png'), fullPage: true }).catch(() => {});
+  } finally {
+    await close();
+  }
+  const failed = results.filter((r) => !r[1]).length;
+  console.log(`${results.length - failed} passed, ${failed} failed`);
+  process.exit(failed || results.length < 6 ? 1 : 0);
+}
+
 if (process.argv.includes('--bench-overview')) benchOverview();
+else if (process.argv.includes('--live-view')) liveViewTest();
 else main();

@@ -7,6 +7,10 @@ stream after a kill -9, and call-assistantctl web.
 Browser: the pages in Debian's chromium driven by Playwright (tests/browser/dashboard.mjs):
 log in, overview, kill -9 seen live, configuration form with field errors, logs followed,
 restart from the button; screenshots of each page.
+LiveView: a camera's live view with the real flow engine (onvif-discovery and the ONVIF/RTSP
+camera double in a network namespace, go2rtc's built-in GStreamer backend): the live API's
+bad input and its flows' ends (Stop, the page's event stream, logout) with a GStreamer
+webrtcbin peer, then the page in Chromium decoding the camera's frames.
 """
 
 import http.client
@@ -19,7 +23,10 @@ import time
 import unittest
 import urllib.parse
 
-from orchestrator_harness import BUILD, CTL, SOURCE, Orchestrator, inside, main, opb, wait_until
+from orchestrator_harness import BUILD, CTL, SOURCE, Orchestrator, free_port, inside, main, opb, wait_until
+from camnet import SUBNET, CameraNet  # noqa: E402 - after the harness, which sets the paths up
+from webrtc_receiver import Receiver  # noqa: E402
+from callassistant.config.v1 import config_pb2 as cpb, config_pb2_grpc as cgrpc  # noqa: E402
 
 PASSWORD = "correct-horse-" + os.urandom(4).hex()
 SECRET = "s3cret-" + os.urandom(6).hex()
@@ -418,6 +425,9 @@ class WebApi(unittest.TestCase):
         es = EventStream(self.url, c.cookie)
         try:
             name, data = es.next(time.monotonic() + 5)
+            self.assertEqual(name, "stream")  # its id, for live views
+            self.assertTrue(data["id"].isdigit())
+            name, data = es.next(time.monotonic() + 5)
             self.assertEqual(name, "modules")
             self.assertEqual({m["name"] for m in data["modules"]}, {"camera", "recorder", "needy", "chatty"})
             self.o.wait_state("recorder", "READY")
@@ -571,6 +581,205 @@ class Browser(unittest.TestCase):
         print(r.stdout)
         if r.returncode != 0:
             raise AssertionError(f"browser test failed:\n{r.stdout}\n{r.stderr}\n--- orchestrator ---\n{o.output()}")
+
+
+CAM = "onvif-0e2e0e2e-2222-4222-8222-00000000be11"
+HOST_SIDE = f"{SUBNET}.1"  # the camera network's host end: the converter's ICE address
+
+
+class LiveView(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cleanups = []
+        try:
+            cls._setup()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _setup(cls):
+        cls.net = CameraNet(n_addresses=1)
+        cls.cleanups.append(cls.net.stop)
+        cls.net.camera(2, "--uuid", CAM[len("onvif-"):], "--name", "door", "--width", "640", "--height", "360")
+        hls_port = free_port()
+        cls.o = Orchestrator("web-live", [
+            dict(dir="onvif-discovery", command=os.path.join(BUILD, "modules", "onvif-discovery", "onvif-discovery-module"),
+                 network="{peers: lan, multicast: true, bind: [udp]}"),
+            dict(dir="go2rtc", command=os.path.join(BUILD, "modules", "go2rtc", "go2rtc-module"),
+                 network=f'{{peers: lan, bind: [udp, "tcp:{hls_port}"]}}'),
+            # Something that is no video source: a call target's room (it takes WebRTC).
+            dict(dir="rooms", command=os.path.join(BUILD, "tests", "fixtures", "flow-fixture") +
+                 " --role=target --entities=1")])
+        cls.cleanups.append(cls.o.cleanup)
+        cls.o.start()
+        cfg = cgrpc.ConfigServiceStub(cls.o.channel)
+        for module, config in (("onvif-discovery", {"interface": cls.net.host_if, "scan_interval_s": 30,
+                                                    "request_timeout_ms": 2000, "cameras": [{"host": f"{SUBNET}.2"}]}),
+                               ("go2rtc", {"ice_addresses": [HOST_SIDE], "hls_port": hls_port})):
+            cls.o.wait_state(module, "WAITING_FOR_CONFIG" if module == "onvif-discovery" else "READY", timeout=30)
+            cfg.SetConfig(cpb.SetConfigRequest(module=module, config_json=json.dumps(config)), timeout=30)
+        for module in ("onvif-discovery", "go2rtc", "rooms"):
+            cls.o.wait_state(module, "READY", timeout=30)
+        wait_until(lambda: any(e.entity.id == CAM and e.available for e in cls.o.stub.ListEntities(
+            opb.ListEntitiesOfModulesRequest(module="onvif-discovery"), timeout=10).entities), 30, "the camera found")
+        assert ctl(cls.o, "web", "passwd", input=PASSWORD + "\n").returncode == 0
+        cls.url = web_status(cls.o)["url"]
+
+    @classmethod
+    def tearDownClass(cls):
+        for fn in reversed(cls.cleanups):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - the other cleanups must still run
+                print(f"cleanup {fn}: {e}")
+
+    def flows(self):
+        return {f.id: f for f in self.o.stub.ListFlows(opb.ListFlowsRequest(), timeout=10).flows}
+
+    def converters(self):
+        return [e.entity.id for e in self.o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="go2rtc"),
+                                                              timeout=10).entities]
+
+    def assert_converters_gone(self):
+        try:
+            wait_until(lambda: self.converters() == [], 10, "every converter destroyed")
+        except AssertionError:
+            left = self.o.stub.ListEntities(opb.ListEntitiesOfModulesRequest(module="go2rtc"), timeout=10).entities
+            journal = inside("journalctl", "-u", "call-assistant-module@go2rtc.service", "-o", "cat", "--no-pager",
+                             "-n", "60", timeout=60).stdout
+            raise AssertionError(f"converters left: {[(e.entity.id, e.entity.name, e.entity.state) for e in left]}\n"
+                                 f"--- orchestrator ---\n{self.o.output()[-5000:]}\n--- go2rtc ---\n{journal}") from None
+
+    def logged_in(self):
+        c = Client(self.url)
+        self.assertEqual(c.login(PASSWORD)[0], 200)
+        return c
+
+    def stream_of(self, c):
+        es = EventStream(self.url, c.cookie)
+        self.addCleanup(es.close)
+        name, data = es.next(time.monotonic() + 5)
+        self.assertEqual(name, "stream")  # first: the id live views name
+        return es, data["id"]
+
+    def start(self, c, stream, entity=CAM, module="onvif-discovery", **kw):
+        rx = Receiver(ice_addresses=(HOST_SIDE,))
+        self.addCleanup(rx.close)
+        status, _, doc, _ = c.request("POST", f"/api/entities/{module}/{urllib.parse.quote(entity, safe='')}/live",
+                                      {"sdp": rx.offer(), "stream": stream}, **kw)
+        return status, doc, rx
+
+    def test_1_bad_input(self):
+        c = self.logged_in()
+        _, sid = self.stream_of(c)
+        path = f"/api/entities/onvif-discovery/{CAM}/live"
+        offer = Receiver(ice_addresses=(HOST_SIDE,))
+        self.addCleanup(offer.close)
+        good = {"sdp": offer.offer(), "stream": sid}
+        pid = self.o.module("go2rtc").main_pid
+        for body, kw, status, message in (
+                (good, {"csrf": False}, 403, "X-CSRF-Token"),
+                (None, {"raw": b'{"sdp": "v=0', "headers": {"Content-Type": "application/json"}}, 400, "malformed JSON"),
+                ({"sdp": "hello", "stream": sid}, {}, 400, "sdp: "),
+                ({"sdp": 12, "stream": sid}, {}, 400, "sdp: "),
+                ({"sdp": good["sdp"]}, {}, 400, "stream: "),
+                ({"sdp": good["sdp"], "stream": "987654"}, {}, 409, "no open event stream"),
+                ({"sdp": "v=0\r\n" + "a=x:" + "y" * 300000 + "\r\n", "stream": sid}, {}, 413, "too large")):
+            st, _, doc, _ = c.request("POST", path, body, **kw)
+            self.assertEqual(st, status, (body if body is None or len(str(body)) < 200 else "(big)", doc))
+            self.assertIn(message, doc["error"])
+        for p in ("/api/entities/onvif-discovery/no-such-camera/live", "/api/entities/ghost/cam/live"):
+            st, _, doc, _ = c.request("POST", p, good)
+            self.assertEqual(st, 404, doc)
+            self.assertIn("error", doc)
+        st, headers, doc, _ = c.request("GET", path)
+        self.assertEqual((st, headers["allow"]), (405, "POST"))
+        # An offer the converter cannot use: a clear error from the flow engine, nothing left over.
+        st, _, doc, _ = c.request("POST", path, {"sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nthis is no SDP\r\n",
+                                                 "stream": sid})
+        self.assertEqual(st, 422, doc)
+        self.assertIn("ConnectEntity failed: INVALID_ARGUMENT: peer.sdp", doc["error"])
+        self.assertEqual(self.flows(), {})
+        self.assert_converters_gone()
+        self.assertEqual(self.o.module("go2rtc").main_pid, pid)  # the converter's module took it in its stride
+        # An entity that gives no video: no path to a peer.
+        st, _, doc, _ = c.request("POST", "/api/entities/rooms/room-1/live", good)
+        self.assertEqual(st, 422, doc)
+        self.assertIn("no path", doc["error"])
+        self.assertEqual(self.flows(), {})
+        # Not another session's flows, nor any flow that is not a live view.
+        st, _, doc, _ = c.request("DELETE", "/api/live/flow-0123456789abcdef")
+        self.assertEqual(st, 404, doc)
+
+    def test_2_play_and_stop(self):
+        c, other = self.logged_in(), self.logged_in()
+        _, sid = self.stream_of(c)
+        st, doc, rx = self.start(c, sid)
+        self.assertEqual(st, 200, doc)
+        flow_id = doc["flow_id"]
+        self.assertEqual(doc["state"], "ACTIVE")
+        self.assertIn("a=candidate:", doc["sdp"])  # complete: no trickle
+        rx.set_answer(doc["sdp"])
+        wait_until(lambda: rx.stats()[0] >= 10, 30, "10 decoded frames at the peer")
+        self.assertEqual(rx.stats()[1:], (640, 360))
+        flow = self.flows()[flow_id]
+        self.assertEqual((flow.source.module, flow.source.id), ("onvif-discovery", CAM))
+        conv = flow.steps[1].entity_id
+        self.assertIn(conv, self.converters())
+        self.assertEqual(web_status(self.o)["live_views"], 1)
+
+        self.assertEqual(other.request("DELETE", f"/api/live/{flow_id}")[0], 404)  # not its own
+        self.assertEqual(c.request("DELETE", f"/api/live/{flow_id}", csrf=False)[0], 403)
+        self.assertIn(flow_id, self.flows())
+        st, _, doc, _ = c.request("DELETE", f"/api/live/{flow_id}")
+        self.assertEqual((st, doc), (200, {"flow_id": flow_id, "state": "STOPPED"}))
+        self.assertNotIn(flow_id, self.flows())
+        self.assertEqual(web_status(self.o)["live_views"], 0)
+        wait_until(lambda: conv not in self.converters(), 10, "the converter destroyed")
+        self.assertEqual(c.request("DELETE", f"/api/live/{flow_id}")[0], 404)
+
+    def test_3_the_page_goes(self):
+        # Its event stream ends without a word (a crash, a lost connection): the flow ends.
+        c = self.logged_in()
+        es, sid = self.stream_of(c)
+        st, doc, rx = self.start(c, sid)
+        self.assertEqual(st, 200, doc)
+        self.assertIn(doc["flow_id"], self.flows())
+        es.close()
+        wait_until(lambda: doc["flow_id"] not in self.flows(), 10, "the flow ended with its page")
+        # Logging out ends the session's live views too; at most 4 per session.
+        _, sid = self.stream_of(c)
+        ids = []
+        for _ in range(4):
+            st, doc, rx = self.start(c, sid)
+            self.assertEqual(st, 200, doc)
+            ids.append(doc["flow_id"])
+        st, doc, rx = self.start(c, sid)
+        self.assertEqual(st, 429, doc)
+        self.assertIn("at most 4", doc["error"])
+        # One at a time (the flow engine's teardown is not what this tests), all but one.
+        for flow_id in ids[1:]:
+            self.assertEqual(c.request("DELETE", f"/api/live/{flow_id}")[0], 200)
+        self.assertEqual(list(self.flows()), ids[:1])
+        self.assertEqual(c.request("POST", "/api/logout")[0], 200)
+        wait_until(lambda: ids[0] not in self.flows(), 15, "the last flow ended with the session")
+        self.assert_converters_gone()
+
+    def test_4_browser(self):
+        script = os.path.join(BUILD, "tests", "browser", "dashboard.mjs")
+        out_dir = os.path.join(BUILD, "tests", "browser")
+        os.makedirs(out_dir, exist_ok=True)
+        env = dict(os.environ, CA_WEB_URL=self.url, CA_WEB_PASSWORD=PASSWORD, CA_SCREENSHOT_DIR=out_dir,
+                   CA_LIVE_ENTITY=f"onvif-discovery/{CAM}", CA_LIVE_SIZE="640x360", CA_CTL=CTL,
+                   CALL_ASSISTANT_CONTROL_SOCKET=self.o.control)
+        r = subprocess.run([NODE, script, "--live-view"], env=env, capture_output=True, text=True, timeout=180)
+        print(r.stdout)
+        if r.returncode != 0:
+            raise AssertionError(f"browser test failed:\n{r.stdout}\n{r.stderr}\n--- orchestrator ---\n"
+                                 f"{self.o.output()[-6000:]}")
+        self.assertEqual(self.flows(), {})
+        self.assert_converters_gone()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ const app = {
   csrf: null,
   view: null,              // the current view: {name, update(kind, data), leave()}
   events: null,            // the EventSource
+  stream: null,            // its id (its first event): a live view lasts as long as this stream
+  live: new Set(),         // the live views playing (to end them when the page goes)
   firstRender: false,
 };
 
@@ -141,6 +143,16 @@ function connectEvents() {
   const es = new EventSource('/api/events');
   es.addEventListener('open', () => setLive('on', 'live'));
   es.addEventListener('error', () => setLive('off', 'reconnecting…'));
+  es.addEventListener('stream', (ev) => {
+    // A new stream (a reconnection): the server ended the live views of the old one.
+    const was = app.stream;
+    app.stream = JSON.parse(ev.data).id;
+    if (was && was !== app.stream) for (const v of [...app.live]) v.ended('the connection to the dashboard was lost');
+  });
+  es.addEventListener('flow', (ev) => {
+    const f = JSON.parse(ev.data);
+    for (const v of [...app.live]) v.flowChanged(f);
+  });
   es.addEventListener('modules', (ev) => {
     const list = JSON.parse(ev.data).modules;
     app.modules = new Map(list.map((m) => [m.name, m]));
@@ -777,13 +789,136 @@ function entitiesView(root) {
   };
 }
 
+// A camera's live view: a WebRTC flow from the camera (through a converter the orchestrator
+// picks) to this page. The page makes the offer (receive-only video, every ICE candidate
+// gathered first: the flow API takes complete SDPs), the orchestrator's StartFlow answers it.
+// The flow belongs to this page's event stream: it ends with Stop, when the view is left,
+// when the page goes (pagehide), and at the latest when the server sees the stream end.
+function iceGathered(pc, ms) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('ICE gathering did not complete in time')), ms);
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') { clearTimeout(t); resolve(); }
+    });
+  });
+}
+
+function liveView(module, id) {
+  const video = el('video', { id: 'live-video', muted: true, playsinline: true, autoplay: true, hidden: true });
+  video.muted = true;
+  const placeholder = el('div', { class: 'live-placeholder' }, 'Press Play to watch the camera live.');
+  const play = el('button', { type: 'button', class: 'primary', id: 'live-play' }, 'Play');
+  const stop = el('button', { type: 'button', id: 'live-stop', disabled: true }, 'Stop');
+  const status = el('span', { class: 'muted', id: 'live-status', dataset: { state: 'idle' } }, 'Not playing.');
+  const node = el('div', {}, el('div', { class: 'live-view' }, video, placeholder),
+    el('div', { class: 'actions live-actions' }, play, stop, status));
+  let pc = null, flowId = null, attempt = 0;
+
+  const setStatus = (state, text) => { status.dataset.state = state; status.textContent = text; };
+
+  function teardown() {
+    app.live.delete(self);
+    if (pc) pc.close();
+    pc = null;
+    video.srcObject = null;
+    video.hidden = true;
+    placeholder.hidden = false;
+    play.disabled = false;
+    stop.disabled = true;
+  }
+
+  async function start() {
+    const mine = ++attempt;
+    play.disabled = true;
+    stop.disabled = false;
+    setStatus('starting', 'Connecting…');
+    try {
+      if (!app.stream) throw new Error('the dashboard is not connected (wait for "live" at the top)');
+      pc = new RTCPeerConnection({ iceServers: [] });
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addEventListener('track', (ev) => { video.srcObject = ev.streams[0] || new MediaStream([ev.track]); });
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc && pc.connectionState === 'failed' && mine === attempt) setStatus('failed', 'The connection to the camera failed.');
+      });
+      app.live.add(self);
+      await pc.setLocalDescription(await pc.createOffer());
+      await iceGathered(pc, 10000);
+      const r = await api('POST', `/api/entities/${encodeURIComponent(module)}/${encodeURIComponent(id)}/live`,
+        { sdp: pc.localDescription.sdp, stream: app.stream });
+      if (mine !== attempt || !pc) {
+        // Stopped while it was being set up.
+        api('DELETE', '/api/live/' + encodeURIComponent(r.flow_id)).catch(() => {});
+        return;
+      }
+      flowId = r.flow_id;
+      node.dataset.flow = flowId;
+      await pc.setRemoteDescription({ type: 'answer', sdp: r.sdp });
+      video.hidden = false;
+      placeholder.hidden = true;
+      setStatus('connecting', 'Waiting for video…');
+      video.addEventListener('playing', () => { if (mine === attempt) setStatus('playing', `Playing (${video.videoWidth}×${video.videoHeight}).`); }, { once: true });
+    } catch (e) {
+      if (mine !== attempt) return;
+      teardown();
+      setStatus('failed', 'Cannot play: ' + e.message);
+    }
+  }
+
+  async function end(keepalive) {
+    attempt++;
+    const f = flowId;
+    flowId = null;
+    delete node.dataset.flow;
+    teardown();
+    setStatus('stopped', 'Stopped.');
+    if (!f) return;
+    if (keepalive) {
+      // The page is going: a request that outlives it (a beacon cannot carry the CSRF header).
+      fetch('/api/live/' + encodeURIComponent(f), { method: 'DELETE', keepalive: true, credentials: 'same-origin',
+        headers: { 'X-CSRF-Token': app.csrf || '' } }).catch(() => {});
+      return;
+    }
+    try {
+      await api('DELETE', '/api/live/' + encodeURIComponent(f));
+    } catch (e) {
+      if (e.status !== 404) setStatus('failed', 'Stopping failed: ' + e.message);
+    }
+  }
+
+  const self = {
+    node,
+    close(keepalive) { if (flowId || pc) end(keepalive); },
+    ended(reason) {
+      attempt++;
+      flowId = null;
+      delete node.dataset.flow;
+      teardown();
+      setStatus('ended', 'Ended: ' + reason + '. Press Play to watch again.');
+    },
+    flowChanged(f) {
+      if (f.id !== flowId) return;
+      if (f.state === 'STOPPED' || f.state === 'FAILED') self.ended(f.state_reason || f.state.toLowerCase());
+      else if (f.state === 'DEGRADED') setStatus('degraded', 'Interrupted: ' + f.state_reason + ' (recovering…)');
+      else if (f.state === 'ACTIVE' && status.dataset.state === 'degraded') setStatus('playing', 'Playing again.');
+    },
+  };
+  play.addEventListener('click', start);
+  stop.addEventListener('click', () => end(false));
+  return self;
+}
+
+window.addEventListener('pagehide', () => { for (const v of [...app.live]) v.close(true); });
+
 function entityView(root, module, id) {
+  let live = null;
   async function load() {
     let e = null;
     try {
       e = (await api('GET', '/api/entities')).entities.find((x) => x.module === module && x.id === id);
     } catch (err) { /* shown below */ }
     if (!e) {
+      if (live) { live.close(false); live = null; }
       root.replaceChildren(el('p', { class: 'empty' }, `No entity ${id} of module ${module} (now).`), el('a', { href: '#/entities' }, 'All entities'));
       return;
     }
@@ -800,18 +935,23 @@ function entityView(root, module, id) {
     }
     for (const [k, v] of Object.entries(e.attributes || {})) add(k, el('code', {}, v));
     const sections = [el('section', { class: 'panel' }, el('h2', {}, 'Entity'), dl)];
-    if (isCamera(e))
-      // A camera's page: its live view (a WebRTC flow from the camera to this page,
-      // OrchestratorService.StartFlow with peer_offer_sdp) mounts in this section.
-      sections.push(el('section', { class: 'panel', id: 'live-view' }, el('h2', {}, 'Camera'),
-        el('div', { class: 'live-view', dataset: { module: e.module, entity: e.id } }, 'Camera: ' + (e.name || e.id))));
+    if (isCamera(e)) {
+      // Kept across re-renders of the facts: an entity event must not cut the video.
+      if (!live) live = liveView(e.module, e.id);
+      sections.push(el('section', { class: 'panel', id: 'live-view', dataset: { module: e.module, entity: e.id } },
+        el('h2', {}, 'Live view'), live.node));
+    }
     root.replaceChildren(
       el('div', { class: 'page-head' }, el('div', {}, el('div', { class: 'crumbs' }, el('a', { href: '#/entities' }, 'Entities'), ' / ', module),
         el('h1', {}, e.name || e.id))),
       el('div', { class: 'grid-2' }, ...sections));
   }
   load();
-  return { name: 'entity', update(kind, data) { if (kind === 'entity' && data.module === module) load(); }, leave() {} };
+  return {
+    name: 'entity',
+    update(kind, data) { if (kind === 'entity' && data.module === module) load(); },
+    leave() { if (live) live.close(false); },
+  };
 }
 
 // ---- router ----
