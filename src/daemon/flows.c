@@ -321,6 +321,41 @@ static void schedule_retry(Flow *f) {
                 log_warning_errno(r, "Flow %s: cannot schedule a retry, ignoring: %m", f->rec->id);
 }
 
+/* ---- entities left behind ----------------------------------------------------------- */
+
+static void collect_orphans(Module *m);
+
+static int on_orphan_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *mgr = userdata;
+
+        mgr->orphan_sweep = sd_event_source_disable_unref(mgr->orphan_sweep);
+        if (mgr->flows_frozen)
+                return 0;
+        for (size_t i = 0; i < mgr->registry.n_modules; i++) {
+                Module *m = mgr->registry.modules[i];
+
+                if (m->registered && m->client)
+                        collect_orphans(m);
+        }
+        return 0;
+}
+
+/* A DestroyEntity failed (a timeout, a module busy): the entity is an orphan now (no flow
+ * claims it), destroyed by a sweep of every module a while later, again with back-off until
+ * its module takes it or says it is gone. A module restart sweeps it anyway. */
+static void schedule_orphan_sweep(Manager *mgr) {
+        int r;
+
+        if (mgr->orphan_sweep || mgr->flows_frozen)
+                return;
+        mgr->orphan_sweep_ms = mgr->orphan_sweep_ms ? MIN(mgr->orphan_sweep_ms * 2, HEAL_RETRY_MAX_MS)
+                                                    : HEAL_RETRY_MIN_MS;
+        r = sd_event_add_time_relative(mgr->event, &mgr->orphan_sweep, CLOCK_MONOTONIC,
+                                       (uint64_t)mgr->orphan_sweep_ms * 1000, 0, on_orphan_sweep, mgr);
+        if (r < 0)
+                log_warning_errno(r, "Cannot schedule the destruction of entities left behind, ignoring: %m");
+}
+
 /* ---- teardown ----------------------------------------------------------------------- */
 
 static void begin_teardown(Flow *f, FlowState end_state, bool forget, const char *fmt, ...) _printf_(4, 5);
@@ -381,6 +416,10 @@ static void on_torn(Module *m, const ModuleCallResult *res, void *userdata) {
         if (destroyed && (res->status == RPC_OK || res->status == RPC_NOT_FOUND)) {
                 (void)entity_registry_remove(&f->manager->entities, s->module, s->entity_id);
                 (void)flow_set_string(&s->entity_id, "");
+        } else if (destroyed) {
+                /* Not ours any more: an orphan, destroyed by a later sweep. */
+                (void)flow_set_string(&s->entity_id, "");
+                schedule_orphan_sweep(f->manager);
         }
         teardown_next(f);
 }
@@ -751,8 +790,14 @@ static void on_orphan_destroyed(Module *m, const ModuleCallResult *res, void *us
 
         if (res->status == RPC_OK || res->status == RPC_NOT_FOUND) {
                 log_info("Module %s: destroyed entity %s, left over by a flow that no longer exists.", m->name, id);
-                if (!m->manager->flows_frozen)
+                if (!m->manager->flows_frozen) {
                         (void)entity_registry_remove(&m->manager->entities, m->name, id);
+                        m->manager->orphan_sweep_ms = 0;
+                }
+        } else {
+                log_warning("Module %s: DestroyEntity %s, left over by a flow, failed (%s: %s); trying again later.",
+                            m->name, id, rpc_status_to_string(res->status), res->message);
+                schedule_orphan_sweep(m->manager);
         }
         free(id);
 }
@@ -774,9 +819,15 @@ static void collect_orphans(Module *m) {
                     !flow_id_valid(flow_id))
                         continue;
                 f = flows_find(mgr, flow_id);
-                if (f && step >= 1 && step <= f->rec->n_steps &&
-                    (streq(f->rec->steps[step - 1].entity_id, e->id) || f->op != OP_NONE))
-                        continue;
+                if (f && step >= 1 && step <= f->rec->n_steps) {
+                        if (streq(f->rec->steps[step - 1].entity_id, e->id))
+                                continue;
+                        if (f->op != OP_NONE) {
+                                /* Its flow is busy (setting up, healing, tearing down): look again later. */
+                                schedule_orphan_sweep(mgr);
+                                continue;
+                        }
+                }
                 id = strdup(e->id);
                 if (!id || module_client_destroy_entity(m, id, TEARDOWN_TIMEOUT_MS, on_orphan_destroyed, id) < 0)
                         free(id);
@@ -1272,6 +1323,7 @@ void flows_freeze(Manager *mgr) {
 }
 
 void flows_done(Manager *mgr) {
+        mgr->orphan_sweep = sd_event_source_disable_unref(mgr->orphan_sweep);
         for (size_t i = 0; i < mgr->n_flows; i++) {
                 Flow *f = mgr->flows[i];
 

@@ -45,6 +45,8 @@ struct Manager {
         size_t n_flows;
         char *flows_dir;                 /* <state_dir>/flows */
         bool flows_frozen;               /* exiting: flows no longer react */
+        sd_event_source *orphan_sweep;   /* retry of a DestroyEntity that failed (flows.c) */
+        unsigned orphan_sweep_ms;        /* its back-off */
         PortAllocator *ports;
         sd_event_source *ports_save;     /* deferred write of the port state */
         char *orchestrator_address;      /* what modules get in CALL_ASSISTANT_ORCHESTRATOR */

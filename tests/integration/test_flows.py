@@ -160,6 +160,24 @@ class Flows(unittest.TestCase):
             o.stub.GetFlow(opb.FlowRequest(id=flow.id), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
 
+    def test_failed_destroy_is_tried_again(self):
+        # The converter refuses the first DestroyEntity (busy): the flow still stops, and the
+        # converter, no flow's any more, is destroyed by a later sweep instead of staying
+        # until its module restarts.
+        o = self.run_orch("flowdestroy", [fixture("cams", "source"), fixture("conv", "converter", extra="--destroy-fails=1"),
+                                          fixture("rooms", "target")])
+        self.wait_entities(o, "cams", 1)
+        self.wait_entities(o, "rooms", 5)
+        flow = self.start(o, ("cams", "cam-1"), ("rooms", "screen-1")).flow
+        self.assertEqual(FLOW_STATE[flow.state], "ACTIVE", flow.state_reason)
+        conv_id = flow.steps[1].entity_id
+        stopped = o.stub.StopFlow(opb.FlowRequest(id=flow.id), timeout=20)
+        self.assertEqual(FLOW_STATE[stopped.state], "STOPPED")
+        wait_until(lambda: calls("conv").count(f"CALL DestroyEntity {conv_id}") == 2, 15,
+                   "DestroyEntity tried again")
+        wait_until(lambda: self.module_entities(o, "conv") == [], 10, "the converter gone from the registry")
+        self.assertEqual(list(o.stub.ListFlows(opb.ListFlowsRequest(), timeout=5).flows), [])
+
     def test_two_converters_and_a_python_target(self):
         o = self.run_orch("flow2", [fixture("cams", "source"), fixture("chain", "chain"), fixture("conv", "converter"),
                                     fixture("rooms", "target"),
