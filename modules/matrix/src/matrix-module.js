@@ -43,6 +43,7 @@ export class MatrixModule {
     this.partyId = newId('p');
     this.calls = new Map(); // flow_id -> {call, entityId}
     this.incoming = new Map(); // call_id -> {call, entityId, flowId}: calls being answered or answered
+    this.answeredIds = new Set(); // call ids taken up for answering (the last 256): a sync that delivers an invite again is ignored
     this.createLink = deps.createLink || ((config) => new HomeserverLink(config, { log, backoff: deps.backoff }));
     this.gatherTimeoutMs = deps.gatherTimeoutMs;
   }
@@ -298,12 +299,15 @@ export class MatrixModule {
       const { type, content } = declineContent(invite, this.partyId);
       this.link.send(roomId, type, content).catch((e) => log.warn(`declining the call from ${sender}: ${e.message}`));
     };
-    if (this.incoming.has(callId))
-      return; // the same invite again (a sync repeated it)
+    if (this.incoming.has(callId) || this.answeredIds.has(callId))
+      return; // the same invite again (a sync after a reconnect repeated it)
     if (!source)
       return turnAway('the room has no answer_with');
     if (invite.offer?.type !== 'offer' || !looksLikeSdp(invite.offer?.sdp))
       return turnAway('the invite carries no SDP offer');
+    this.answeredIds.add(callId);
+    if (this.answeredIds.size > 256)
+      this.answeredIds.delete(this.answeredIds.values().next().value);
     const entry = { call: null, entityId: name, flowId: null };
     const call = new IncomingCall({
       invite, sender, roomId, partyId: this.partyId, lifetimeMs, gatherTimeoutMs: this.gatherTimeoutMs, log,

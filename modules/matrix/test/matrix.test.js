@@ -221,6 +221,12 @@ test('answering: a refused request rejects the call; DisconnectEntity rejects or
   };
   invite('incoming-3', { offer: { type: 'offer', sdp: OFFER } }); // with candidates: handed on at once
   await waitFor(() => sentBy(BOT, 'm.call.reject').find((e) => e.content.call_id === 'incoming-3'), 10000, 'rejected');
+  // The same invite delivered again (a sync after a reconnect): not taken up a second time.
+  const asked3 = rec.eventsOf('KIND_FLOW_REQUEST').length;
+  mod.onCallEvent(ROOM, { type: 'm.call.invite', sender: ALICE, ageMs: 10, content: { call_id: 'incoming-3',
+    party_id: 'alice-dev', version: '1', lifetime: 60000, offer: { type: 'offer', sdp: OFFER } } });
+  assert.equal(rec.eventsOf('KIND_FLOW_REQUEST').length, asked3);
+  assert.equal(mod.incoming.has('incoming-3'), false);
   assert.ok(!rec.eventsOf('KIND_FLOW_ENDED').some((e) => e.flow_id === undefined || e.flow_id === ''));
 
   // The flow failed before the answer (the converter could not answer): DisconnectEntity rejects.
