@@ -541,6 +541,19 @@ class EndToEnd(unittest.TestCase):
                 with self.assertRaises(grpc.RpcError) as e:
                     stub.ReportEvent(ev, timeout=10, metadata=md)
                 self.assertEqual(e.exception.code(), want, e.exception.details())
+            # Accepted, but the converter cannot answer the offer (no H.264 in it): the flow
+            # fails, what it created is destroyed, and it is not kept.
+            since = self.mark()
+            vp8 = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+                   "c=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:96 VP8/90000\r\n")
+            resp = stub.ReportEvent(opb.Event(kind=opb.Event.KIND_FLOW_REQUEST, entity=mpb.Entity(id="family"),
+                                              flow_source=ref("onvif-discovery", CAM), request_id="vp8-only",
+                                              link=mpb.MediaLink(media="webrtc", sdp_type="offer", sdp=vp8)),
+                                    timeout=10, metadata=md)
+            failed, _ = self.wait_flow(resp.flow_id, "FAILED", since)
+            self.assertIn("H.264", failed.state_reason)
+            self.until(lambda: self.converters() == {}, 10, "the failed flow's converter destroyed")
+            self.assertNotIn(resp.flow_id, [f.id for f in o.stub.ListFlows(opb.ListFlowsRequest(), timeout=10).flows])
         self.until(lambda: o.output().count("Refused a flow request of module matrix") >= 6, 10, "the refusals logged")
         self.assertIn("no path", o.output())
         self.assertEqual([f.id for f in o.stub.ListFlows(opb.ListFlowsRequest(), timeout=10).flows
