@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <grp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,18 @@ static bool ratelimit_pass(RateLimit *rl) {
         }
         rl->suppressed++;
         return false;
+}
+
+void api_log_refusal(Api *api, const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+
+        if (api && !ratelimit_pass(&api->refusals))
+                return;
+        va_start(ap, fmt);
+        (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        log_warning("%s", msg);
 }
 
 static void on_denied(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {

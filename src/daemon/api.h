@@ -24,6 +24,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Api *, api_free);
 /* Who is calling on the module-facing endpoint? The token decides; a module can only speak
  * for itself. On failure the call is answered (UNAUTHENTICATED) and NULL returned. */
 Module *api_authenticate_module(Manager *mgr, RpcServerCall *call);
+/* Log a refusal of what a module sent (a warning), rate-limited with every other refusal. */
+void api_log_refusal(Api *api, const char *fmt, ...) _printf_(2, 3);
 
 /* WatchEvents: add a follower (module: a filter, NULL for all). -EUSERS when there are too many. */
 int api_add_follower(Api *api, RpcServerCall *call, const char *module);

@@ -10,6 +10,12 @@
  *   a module of the flow is gone for good (FAILED, DISABLED, removed) --> FAILED
  *   StopFlow or KIND_FLOW_ENDED --> TEARDOWN: DisconnectEntity in reverse order,
  *                 DestroyEntity for what the flow created --> STOPPED
+ *   KIND_FLOW_REQUEST (a module asks for a flow into its own entity, with a caller's WebRTC
+ *                 offer) --> SETUP with the offer going to the last converter, whose answer
+ *                 goes to the target (ConnectEntity with the request's id) --> ACTIVE; failing
+ *                 there --> TEARDOWN --> FAILED (the target turns the call away). Once ACTIVE
+ *                 it is an ordinary flow: a heal sets it up like a started one (the converter
+ *                 offers, the target places a new call), since the caller's offer was spent.
  *
  * Every change is stored (<state_dir>/flows/<id>.json, without the links, which may carry
  * credentials) and announced (KIND_FLOW_CHANGED). After an orchestrator restart the stored
@@ -30,6 +36,7 @@
 #include "daemon/manager-entities.h"
 #include "daemon/module-client.h"
 #include "flows/flow-path.h"
+#include "flows/flow-request.h"
 #include "shared/fileio.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -39,6 +46,7 @@
 #define TEARDOWN_TIMEOUT_MS 5000u
 #define MAX_FLOWS 1024
 #define MAX_CONVERTERS 6
+#define MAX_REQUESTED_PER_MODULE 16
 #define HEAL_RETRY_MIN_MS 500u
 #define HEAL_RETRY_MAX_MS 30000u
 
@@ -55,7 +63,10 @@ struct Flow {
         Manager *manager;
         FlowRecord *rec;
         bool stored;                /* kept on disk (not a flow to an external peer) */
-        char *peer_offer;           /* the external peer's SDP offer */
+        char *peer_offer;           /* the external peer's SDP offer, or a requested flow's caller's */
+        char *request_id;           /* a requested flow: the request's id, for its target */
+        bool requested;             /* requested by its target's module (KIND_FLOW_REQUEST) */
+        bool answering;             /* ... and the caller's offer is being answered */
         FlowLink *outputs;          /* what each step gave; in memory only */
         FlowLink signal;            /* an answer that arrived during another operation */
         size_t signal_step;         /* the step it is for */
@@ -91,6 +102,20 @@ static uint64_t realtime_usec(void) {
 
 static bool streq(const char *a, const char *b) {
         return a && b && strcmp(a, b) == 0;
+}
+
+static bool strv_contains(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+/* Replace control characters of untrusted text before it is logged. */
+static void printable(char *s) {
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+                        *s = '?';
 }
 
 const FlowRecord *flow_get_record(const Flow *f) {
@@ -140,6 +165,12 @@ static EntityRecord *step_entity(Flow *f, size_t i) {
         return e && (!s->created || created_entity_ours(f, i, e)) ? e : NULL;
 }
 
+/* The step an external WebRTC offer goes to: the last one of a flow to an external peer; the
+ * converter before the target of a requested flow. */
+static size_t offer_step(const Flow *f) {
+        return f->rec->n_steps - (f->rec->target_module ? 2 : 1);
+}
+
 static Flow *flow_free(Flow *f) {
         if (!f)
                 return NULL;
@@ -152,6 +183,7 @@ static Flow *flow_free(Flow *f) {
                 explicit_bzero(f->peer_offer, strlen(f->peer_offer));
                 free(f->peer_offer);
         }
+        free(f->request_id);
         free(f->end_reason);
         free(f->start_error);
         sd_event_source_disable_unref(f->retry);
@@ -237,7 +269,7 @@ static void flow_changed(Flow *f) {
         int r;
 
         f->rec->changed_usec = realtime_usec();
-        if (f->stored && !f->start_call) {
+        if (f->stored && !f->start_call && !f->answering) {
                 r = flow_store_save(f->manager->flows_dir, f->rec);
                 if (r < 0)
                         log_warning_errno(r, "Flow %s: cannot store it, ignoring: %m", f->rec->id);
@@ -474,8 +506,10 @@ static void setup_failed(Flow *f, int status, const char *fmt, ...) {
                 begin_teardown(f, FLOW_STOPPED, true, "stopped on request");
                 return;
         }
-        if (f->start_call) {
-                /* A start: nothing half-created stays; the caller hears why. */
+        if (f->start_call || f->answering) {
+                /* A start, or the answer to a module's request: nothing half-created stays; the
+                 * caller hears why (the requesting module's entity is disconnected: it turns
+                 * the call away). */
                 f->start_status = status > 0 ? status : RPC_UNAVAILABLE;
                 free(f->start_error);
                 f->start_error = strdup(msg);
@@ -503,6 +537,12 @@ static void activate(Flow *f, const char *why) {
         f->retry_ms = 0;
         if (healed)
                 f->rec->n_heals++;
+        if (f->answering) {
+                /* Answered: from now on an ordinary flow, stored; a heal cannot use the offer again. */
+                f->answering = false;
+                explicit_bzero(f->peer_offer, strlen(f->peer_offer));
+                f->peer_offer = mfree_str(f->peer_offer);
+        }
         set_state(f, FLOW_ACTIVE, "%s%s", healed ? "healed: " : "", why);
         if (start)
                 reply_flow(start, f, true);
@@ -540,7 +580,7 @@ static void deliver_answer(Flow *f, size_t i, const FlowLink *answer) {
                              f->rec->steps[i - 1].module);
                 return;
         }
-        r = module_client_connect_entity(m, f->rec->steps[i - 1].entity_id, f->rec->id, NULL, NULL, answer,
+        r = module_client_connect_entity(m, f->rec->steps[i - 1].entity_id, f->rec->id, NULL, NULL, answer, NULL,
                                          CONNECT_TIMEOUT_MS, on_answered, f);
         if (r < 0)
                 setup_failed(f, RPC_INTERNAL, "step %zu: cannot call module %s: %s", i, m->name, strerror(-r));
@@ -561,6 +601,10 @@ static void setup_complete(Flow *f) {
 
         if (f->stop_requested) {
                 begin_teardown(f, FLOW_STOPPED, true, "stopped on request");
+                return;
+        }
+        if (f->answering) {
+                activate(f, "the caller's offer was answered");
                 return;
         }
         if (f->peer_offer) {
@@ -702,11 +746,18 @@ static void setup_next(Flow *f) {
                         }
                 }
                 /* PHASE_CONNECT: the previous step's output in, the next step's medium out; an
-                 * external peer's offer goes to the last step. */
-                if (f->peer_offer && i == n - 1)
+                 * external peer's offer goes to the last step, a requested flow's caller's to the
+                 * converter before its target, and the target gets that converter's answer. */
+                if (f->peer_offer && i == offer_step(f))
                         peer = (FlowLink){ .media = (char *)"webrtc", .sdp = f->peer_offer, .sdp_type = (char *)"offer" };
+                if (f->answering && i == n - 1 && !is_answer(&f->outputs[i - 1])) {
+                        setup_failed(f, RPC_INTERNAL, "step %zu (%s on %s) gave no WebRTC answer to the caller's offer",
+                                     i, f->rec->steps[i - 1].entity_type, f->rec->steps[i - 1].module);
+                        return;
+                }
                 r = module_client_connect_entity(m, s->entity_id, f->rec->id, i > 0 ? &f->outputs[i - 1] : NULL,
-                                                 s->media_out, f->peer_offer && i == n - 1 ? &peer : NULL,
+                                                 s->media_out, f->peer_offer && i == offer_step(f) ? &peer : NULL,
+                                                 f->answering && i == n - 1 ? f->request_id : NULL,
                                                  CONNECT_TIMEOUT_MS, on_connected, f);
                 if (r < 0)
                         setup_failed(f, RPC_INTERNAL, "step %zu: cannot call module %s: %s", i + 1, m->name,
@@ -998,42 +1049,38 @@ Flow *flows_find(Manager *mgr, const char *id) {
         return NULL;
 }
 
-/* An end of a flow: its module READY, its entity known and available. Answers the call and
- * returns NULL when not. */
-static const EntityType *resolve_end(Manager *mgr, RpcServerCall *call, const char *what,
-                                     const Callassistant__V1__EntityRef *ref) {
-        char msg[600];
+/* An end of a flow: its module READY, its entity known and available. 0 and *ret the entity's
+ * type; or the RPC status to fail with, and msg says why. */
+static int resolve_end(Manager *mgr, const char *what, const char *module, const char *id, const EntityType **ret,
+                       char *msg, size_t size) {
         const EntityType *t;
         EntityRecord *e;
         Module *m;
 
-        if (!ref || !ref->module || !*ref->module || !ref->id || !*ref->id) {
-                snprintf(msg, sizeof(msg), "%s: a module and an entity id are required", what);
-                (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT, msg);
-                return NULL;
+        if (!module || !*module || !id || !*id) {
+                snprintf(msg, size, "%s: a module and an entity id are required", what);
+                return RPC_INVALID_ARGUMENT;
         }
-        m = registry_find(&mgr->registry, ref->module);
-        e = m ? entity_registry_find(&mgr->entities, m->name, ref->id) : NULL;
+        m = registry_find(&mgr->registry, module);
+        e = m ? entity_registry_find(&mgr->entities, m->name, id) : NULL;
         if (!m || !e) {
-                snprintf(msg, sizeof(msg), m ? "%s: module %s has no entity %.256s" : "%s: no such module %s%.0s", what,
-                         ref->module, ref->id);
-                (void)rpc_server_call_fail(call, RPC_NOT_FOUND, msg);
-                return NULL;
+                snprintf(msg, size, m ? "%s: module %s has no entity %.256s" : "%s: no such module %s%.0s", what,
+                         module, id);
+                return RPC_NOT_FOUND;
         }
         if (m->state != MODULE_READY || !e->available) {
-                snprintf(msg, sizeof(msg), "%s: module %s is %s%s", what, m->name, module_state_to_string(m->state),
+                snprintf(msg, size, "%s: module %s is %s%s", what, m->name, module_state_to_string(m->state),
                          m->state == MODULE_READY ? ", entity not available" : "");
-                (void)rpc_server_call_fail(call, RPC_FAILED_PRECONDITION, msg);
-                return NULL;
+                return RPC_FAILED_PRECONDITION;
         }
         t = module_find_entity_type(m, e->type);
         if (!t) {
-                snprintf(msg, sizeof(msg), "%s: entity %.256s has type %s, which module %s did not declare", what,
-                         e->id, e->type, m->name);
-                (void)rpc_server_call_fail(call, RPC_FAILED_PRECONDITION, msg);
-                return NULL;
+                snprintf(msg, size, "%s: entity %.256s has type %s, which module %s did not declare", what, e->id,
+                         e->type, m->name);
+                return RPC_FAILED_PRECONDITION;
         }
-        return t;
+        *ret = t;
+        return 0;
 }
 
 static int cmp_converters(const void *a, const void *b) {
@@ -1097,9 +1144,17 @@ static int step_init(FlowStepRecord *s, const char *module, const char *entity_i
         return 0;
 }
 
+/* What a flow is asked to connect: StartFlow's request, or a module's KIND_FLOW_REQUEST. */
+typedef struct FlowEnds {
+        const char *source_module, *source_id;
+        const char *target_module, *target_id;  /* NULL: an external WebRTC peer */
+        const char *offer;                      /* the peer's or the caller's WebRTC offer */
+        const char *request_id;                 /* a module's request */
+} FlowEnds;
+
 /* The flow object for a path: source, converters, target (none for an external peer). */
-static int flow_new(Manager *mgr, const Callassistant__V1__StartFlowRequest *req, const EntityType *src_type,
-                    const EntityType *tgt_type, const FlowPath *path, const PathConverter *conv, Flow **ret) {
+static int flow_new(Manager *mgr, const FlowEnds *ends, const EntityType *src_type, const EntityType *tgt_type,
+                    const FlowPath *path, const PathConverter *conv, Flow **ret) {
         bool peer = !tgt_type;
         size_t n = path->n_steps + (peer ? 1 : 2), k = 0;
         Flow *f;
@@ -1123,19 +1178,25 @@ static int flow_new(Manager *mgr, const Callassistant__V1__StartFlowRequest *req
                 flow_free(f);
                 return r;
         }
-        if (flow_set_string(&f->rec->source_module, req->source->module) < 0 ||
-            flow_set_string(&f->rec->source_entity, req->source->id) < 0 ||
-            flow_set_string(&f->rec->reason, "setting up") < 0)
+        if (flow_set_string(&f->rec->source_module, ends->source_module) < 0 ||
+            flow_set_string(&f->rec->source_entity, ends->source_id) < 0 ||
+            flow_set_string(&f->rec->reason, ends->request_id ? "answering a call" : "setting up") < 0)
                 goto oom;
-        if (!peer && (flow_set_string(&f->rec->target_module, req->target->module) < 0 ||
-                      flow_set_string(&f->rec->target_entity, req->target->id) < 0))
+        if (!peer && (flow_set_string(&f->rec->target_module, ends->target_module) < 0 ||
+                      flow_set_string(&f->rec->target_entity, ends->target_id) < 0))
                 goto oom;
-        if (peer && !(f->peer_offer = strndup(req->peer_offer_sdp, 64 * 1024)))
+        if (ends->offer && !(f->peer_offer = strndup(ends->offer, 64 * 1024)))
                 goto oom;
+        if (ends->request_id) {
+                f->request_id = strdup(ends->request_id);
+                if (!f->request_id)
+                        goto oom;
+                f->requested = f->answering = true;
+        }
         f->rec->state = FLOW_PENDING;
         f->rec->created_usec = f->rec->changed_usec = realtime_usec();
 
-        if (step_init(&f->rec->steps[k++], req->source->module, req->source->id, src_type->name, false, "",
+        if (step_init(&f->rec->steps[k++], ends->source_module, ends->source_id, src_type->name, false, "",
                       path->source_media) < 0)
                 goto oom;
         for (size_t i = 0; i < path->n_steps; i++) {
@@ -1145,7 +1206,7 @@ static int flow_new(Manager *mgr, const Callassistant__V1__StartFlowRequest *req
                               path->steps[i].media_out) < 0)
                         goto oom;
         }
-        if (!peer && step_init(&f->rec->steps[k++], req->target->module, req->target->id, tgt_type->name, false,
+        if (!peer && step_init(&f->rec->steps[k++], ends->target_module, ends->target_id, tgt_type->name, false,
                                path->target_media, "") < 0)
                 goto oom;
         *ret = f;
@@ -1155,25 +1216,91 @@ oom:
         return -ENOMEM;
 }
 
-void flows_start(Manager *mgr, RpcServerCall *call, const Callassistant__V1__StartFlowRequest *req) {
+/* Find the path and make the flow (added to the manager's, not set up yet). 0, or the RPC
+ * status to fail with and msg says why. */
+static int flow_create(Manager *mgr, const FlowEnds *ends, Flow **ret, char *msg, size_t size) {
         static char *const webrtc[] = { (char *)"webrtc", NULL };
         _cleanup_free_ PathConverter *conv = NULL;
         const EntityType *src, *tgt = NULL;
-        char msg[800], from[200], to[200];
-        bool peer = req->peer_offer_sdp && *req->peer_offer_sdp;
+        bool peer = !ends->target_module;
+        char from[200], to[200];
+        char *const *want;
         FlowPath path = {};
         size_t n_conv = 0;
         Flow *f, **l;
         int r;
 
         if (mgr->shutting_down) {
-                (void)rpc_server_call_fail(call, RPC_UNAVAILABLE, "the orchestrator is shutting down");
-                return;
+                snprintf(msg, size, "the orchestrator is shutting down");
+                return RPC_UNAVAILABLE;
         }
         if (mgr->n_flows >= MAX_FLOWS) {
-                (void)rpc_server_call_fail(call, RPC_RESOURCE_EXHAUSTED, "too many flows");
-                return;
+                snprintf(msg, size, "too many flows");
+                return RPC_RESOURCE_EXHAUSTED;
         }
+        r = resolve_end(mgr, "source", ends->source_module, ends->source_id, &src, msg, size);
+        if (r != 0)
+                return r;
+        if (!peer) {
+                if (streq(ends->source_module, ends->target_module) && streq(ends->source_id, ends->target_id)) {
+                        snprintf(msg, size, "target: the same entity as the source");
+                        return RPC_INVALID_ARGUMENT;
+                }
+                r = resolve_end(mgr, "target", ends->target_module, ends->target_id, &tgt, msg, size);
+                if (r != 0)
+                        return r;
+        }
+        /* An offer, the peer's or a caller's, is answered by a converter that gives WebRTC. */
+        want = peer ? webrtc : tgt->media_in;
+        if (ends->offer && !peer) {
+                if (!strv_contains(tgt->media_in, "webrtc")) {
+                        snprintf(msg, size, "target: %s takes no webrtc, so it cannot be given the answer to a "
+                                 "WebRTC offer", tgt->name);
+                        return RPC_INVALID_ARGUMENT;
+                }
+                want = webrtc;
+        }
+        if (collect_converters(mgr, &conv, &n_conv) < 0) {
+                snprintf(msg, size, "out of memory");
+                return RPC_RESOURCE_EXHAUSTED;
+        }
+        r = flow_path_find(src->media_out, want, conv, n_conv, MAX_CONVERTERS, &path);
+        if (r == -ENOENT || (r >= 0 && ends->offer && path.n_steps == 0)) {
+                join_media(from, sizeof(from), src->media_out);
+                join_media(to, sizeof(to), want);
+                snprintf(msg, size,
+                         "no path: the source (%s) gives %s, the %s takes %s, and no chain of converters of READY "
+                         "modules (%zu converter types) leads from one to the other%s",
+                         src->name, from, peer ? "peer" : "target", to, n_conv,
+                         ends->offer && !peer ? " (one converter at least, to answer the offer)" : "");
+                flow_path_done(&path);
+                return RPC_INVALID_ARGUMENT;
+        }
+        if (r < 0 || flow_new(mgr, ends, src, tgt, &path, conv, &f) < 0) {
+                flow_path_done(&path);
+                snprintf(msg, size, "out of memory");
+                return RPC_RESOURCE_EXHAUSTED;
+        }
+        flow_path_done(&path);
+        l = realloc(mgr->flows, (mgr->n_flows + 1) * sizeof(*l));
+        if (!l) {
+                flow_free(f);
+                snprintf(msg, size, "out of memory");
+                return RPC_RESOURCE_EXHAUSTED;
+        }
+        mgr->flows = l;
+        mgr->flows[mgr->n_flows++] = f;
+        *ret = f;
+        return 0;
+}
+
+void flows_start(Manager *mgr, RpcServerCall *call, const Callassistant__V1__StartFlowRequest *req) {
+        bool peer = req->peer_offer_sdp && *req->peer_offer_sdp;
+        FlowEnds ends = {};
+        char msg[800];
+        Flow *f;
+        int r;
+
         if (peer == (req->target && req->target->module && *req->target->module)) {
                 (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT,
                                            "target: give either a target entity or a peer's WebRTC offer");
@@ -1183,52 +1310,89 @@ void flows_start(Manager *mgr, RpcServerCall *call, const Callassistant__V1__Sta
                 (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT, "peer_offer_sdp: longer than 64 KiB");
                 return;
         }
-        src = resolve_end(mgr, call, "source", req->source);
-        if (!src)
-                return;
-        if (!peer) {
-                if (streq(req->source->module, req->target->module) && streq(req->source->id, req->target->id)) {
-                        (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT, "target: the same entity as the source");
-                        return;
-                }
-                tgt = resolve_end(mgr, call, "target", req->target);
-                if (!tgt)
-                        return;
+        if (req->source) {
+                ends.source_module = req->source->module;
+                ends.source_id = req->source->id;
         }
-        if (collect_converters(mgr, &conv, &n_conv) < 0) {
-                (void)rpc_server_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
-                return;
+        if (peer)
+                ends.offer = req->peer_offer_sdp;
+        else {
+                ends.target_module = req->target->module;
+                ends.target_id = req->target->id ? req->target->id : "";
         }
-        r = flow_path_find(src->media_out, peer ? webrtc : tgt->media_in, conv, n_conv, MAX_CONVERTERS, &path);
-        if (r == -ENOENT || (r >= 0 && peer && path.n_steps == 0)) {
-                join_media(from, sizeof(from), src->media_out);
-                join_media(to, sizeof(to), peer ? webrtc : tgt->media_in);
-                snprintf(msg, sizeof(msg),
-                         "no path: the source (%s) gives %s, the %s takes %s, and no chain of converters of READY "
-                         "modules (%zu converter types) leads from one to the other",
-                         src->name, from, peer ? "peer" : "target", to, n_conv);
-                flow_path_done(&path);
-                (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT, msg);
+        r = flow_create(mgr, &ends, &f, msg, sizeof(msg));
+        if (r != 0) {
+                (void)rpc_server_call_fail(call, r, msg);
                 return;
         }
-        if (r < 0 || flow_new(mgr, req, src, tgt, &path, conv, &f) < 0) {
-                flow_path_done(&path);
-                (void)rpc_server_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
-                return;
-        }
-        flow_path_done(&path);
-        l = realloc(mgr->flows, (mgr->n_flows + 1) * sizeof(*l));
-        if (!l) {
-                flow_free(f);
-                (void)rpc_server_call_fail(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
-                return;
-        }
-        mgr->flows = l;
-        mgr->flows[mgr->n_flows++] = f;
         log_info("Flow %s: %s/%s -> %s%s%s through %zu converter(s).", f->rec->id, f->rec->source_module,
                  f->rec->source_entity, peer ? "an external WebRTC peer" : f->rec->target_module, peer ? "" : "/",
                  peer ? "" : f->rec->target_entity, f->rec->n_steps - (peer ? 1 : 2));
         f->start_call = call;
+        flow_changed(f);
+        begin_setup(f, false);
+}
+
+/* Live flows module m requested. */
+static size_t n_requested(Manager *mgr, const Module *m) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < mgr->n_flows; i++)
+                n += mgr->flows[i]->requested && flow_is_live(mgr->flows[i]) &&
+                     streq(mgr->flows[i]->rec->target_module, m->name);
+        return n;
+}
+
+void flows_request(Module *m, RpcServerCall *call, const Callassistant__V1__Event *ev) {
+        Callassistant__V1__ReportEventResponse resp = CALLASSISTANT__V1__REPORT_EVENT_RESPONSE__INIT;
+        Manager *mgr = m->manager;
+        const char *problem = NULL;
+        FlowRequestFields fields = {
+                .reporter = m->name,
+                .claimed_module = ev->module,
+                .target_id = ev->entity ? ev->entity->id : NULL,
+                .source_module = ev->flow_source ? ev->flow_source->module : NULL,
+                .source_id = ev->flow_source ? ev->flow_source->id : NULL,
+                .request_id = ev->request_id,
+                .media = ev->link ? ev->link->media : NULL,
+                .sdp_type = ev->link ? ev->link->sdp_type : NULL,
+                .sdp = ev->link ? ev->link->sdp : NULL,
+        };
+        FlowEnds ends;
+        char msg[800];
+        Flow *f;
+        int r;
+
+        r = flow_request_check(&fields, &problem);
+        if (r < 0) {
+                snprintf(msg, sizeof(msg), "%s", problem);
+                r = r == -EPERM ? RPC_PERMISSION_DENIED : RPC_INVALID_ARGUMENT;
+        } else if (n_requested(mgr, m) >= MAX_REQUESTED_PER_MODULE) {
+                snprintf(msg, sizeof(msg), "module %s has %d requested flows already", m->name,
+                         MAX_REQUESTED_PER_MODULE);
+                r = RPC_RESOURCE_EXHAUSTED;
+        } else {
+                ends = (FlowEnds){ fields.source_module, fields.source_id, m->name, fields.target_id, fields.sdp,
+                                   fields.request_id };
+                r = flow_create(mgr, &ends, &f, msg, sizeof(msg));
+        }
+        if (r != 0) {
+                char target[65];
+
+                /* Untrusted text: bounded, control characters replaced. */
+                snprintf(target, sizeof(target), "%s", fields.target_id ? fields.target_id : "");
+                printable(target);
+                printable(msg);
+                api_log_refusal(mgr->api, "Refused a flow request of module %s into its entity %s: %s", m->name,
+                                target, msg);
+                (void)rpc_server_call_fail(call, r, msg);
+                return;
+        }
+        log_info("Flow %s: %s/%s -> %s/%s through %zu converter(s), requested by module %s to answer a call "
+                 "(request %s).", f->rec->id, f->rec->source_module, f->rec->source_entity, f->rec->target_module,
+                 f->rec->target_entity, f->rec->n_steps - 2, m->name, f->request_id);
+        resp.flow_id = f->rec->id;
+        (void)rpc_server_call_reply(call, &resp.base);
         flow_changed(f);
         begin_setup(f, false);
 }

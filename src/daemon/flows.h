@@ -24,6 +24,9 @@ const FlowRecord *flow_get_record(const Flow *f);
 /* What modules report (validated by module-api.c). */
 void flows_signal(Module *m, const Callassistant__V1__Event *ev);
 void flows_ended(Module *m, const Callassistant__V1__Event *ev);
+/* KIND_FLOW_REQUEST: a flow into one of m's own entities, answering a caller's WebRTC offer.
+ * Answers call with the flow's id once it is being set up, or refuses (logged, rate-limited). */
+void flows_request(Module *m, RpcServerCall *call, const Callassistant__V1__Event *ev);
 
 /* A module became READY with its entities listed / stopped being READY; an entity changed. */
 void flows_module_ready(Module *m);

@@ -276,6 +276,10 @@ static void on_report_event(RpcServerCall *call, const ProtobufCMessage *request
                 else
                         flows_ended(m, ev);
                 return;
+        case CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_REQUEST:
+                /* Checked, answered (with the flow's id) or refused there; never passed on. */
+                flows_request(m, call, ev);
+                return;
         default:
                 (void)rpc_server_call_fail(call, RPC_INVALID_ARGUMENT,
                                            "kind: modules report entity, flow and metrics events only");

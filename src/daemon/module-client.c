@@ -747,8 +747,8 @@ int module_client_destroy_entity(Module *m, const char *id, uint32_t timeout_ms,
 }
 
 int module_client_connect_entity(Module *m, const char *id, const char *flow_id, const FlowLink *input,
-                                 const char *output_media, const FlowLink *peer, uint32_t timeout_ms,
-                                 module_call_done_t done, void *userdata) {
+                                 const char *output_media, const FlowLink *peer, const char *request_id,
+                                 uint32_t timeout_ms, module_call_done_t done, void *userdata) {
         Callassistant__V1__ConnectEntityRequest req = CALLASSISTANT__V1__CONNECT_ENTITY_REQUEST__INIT;
         Callassistant__V1__MediaLink in, pe;
 
@@ -766,6 +766,8 @@ int module_client_connect_entity(Module *m, const char *id, const char *flow_id,
                 link_to_proto(peer, &pe);
                 req.peer = &pe;
         }
+        if (request_id)
+                req.request_id = (char *)request_id;
         return module_call(m, "/callassistant.v1.ModuleService/ConnectEntity", &req.base,
                            &callassistant__v1__connect_entity_response__descriptor, timeout_ms, 0, NULL, true, true, done,
                            userdata);

@@ -57,9 +57,10 @@ int module_client_create_entity(Module *m, const char *type, const char *name, c
                                 uint32_t timeout_ms, module_call_done_t done, void *userdata);
 int module_client_destroy_entity(Module *m, const char *id, uint32_t timeout_ms, module_call_done_t done,
                                  void *userdata);
+/* request_id: for the target of a flow its module requested (KIND_FLOW_REQUEST), else NULL. */
 int module_client_connect_entity(Module *m, const char *id, const char *flow_id, const FlowLink *input,
-                                 const char *output_media, const FlowLink *peer, uint32_t timeout_ms,
-                                 module_call_done_t done, void *userdata);
+                                 const char *output_media, const FlowLink *peer, const char *request_id,
+                                 uint32_t timeout_ms, module_call_done_t done, void *userdata);
 int module_client_disconnect_entity(Module *m, const char *id, const char *flow_id, uint32_t timeout_ms,
                                     module_call_done_t done, void *userdata);
 

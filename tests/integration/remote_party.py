@@ -63,6 +63,14 @@ class RemoteParty:
     def hangup(self):
         return self.call("hangup")
 
+    def video(self):
+        """The current call's inbound video: {"frames", "width", "height"}."""
+        return self.call("video")
+
+    def place_call(self):
+        """Place a video call into the room; returns its number (for wait_for_call_state)."""
+        return self.call("placeCall")
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.stdin.close()

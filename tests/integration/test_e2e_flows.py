@@ -20,6 +20,13 @@ double.
      the stream loaded again); the orchestrator killed with kill -9 (the flows resume, media
      never stops)
   5. the camera's password appears in no listing, event, stored flow or journal
+  6. incoming calls: the remote party calls the room; declined by default; with
+     incoming_calls "answer" the matrix module asks for a flow camera -> go2rtc -> room
+     (KIND_FLOW_REQUEST with the caller's offer), the converter's answer goes out as
+     m.call.answer, the caller decodes the camera's picture; go2rtc killed mid-call: the
+     flow heals by calling the room back; a hang-up ends the flow; a request the
+     orchestrator refuses rejects the call, and a module cannot request flows into other
+     modules' entities
 """
 
 import json
@@ -34,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from camnet import SUBNET, CameraNet  # noqa: E402
 from matrix_homeserver import Homeserver  # noqa: E402
 from orchestrator_harness import (BUILD, SOURCE, Events, Orchestrator, free_port, grpc, inside, main,  # noqa: E402
-                                  opb, wait_until)
+                                  ogrpc, opb, wait_until)
 from remote_party import RemoteParty  # noqa: E402
 from webrtc_receiver import Receiver  # noqa: E402
 from callassistant.config.v1 import config_pb2 as cpb, config_pb2_grpc as cgrpc  # noqa: E402
@@ -111,8 +118,7 @@ class EndToEnd(unittest.TestCase):
                                      "cameras": [{"host": f"{SUBNET}.2", "username": "admin", "password": PASSWORD}]}),
                 ("go2rtc", {"ice_addresses": [HOST_SIDE], "hls_port": cls.hls_port, "stall_timeout_ms": 2000,
                             "retry_min_ms": 300, "retry_max_ms": 1000}),
-                ("matrix", {"homeserver": cls.hs.url, "user_id": BOT, "access_token": ACCESS,
-                            "rooms": [{"name": "family", "room": ROOM}], "invite_lifetime_ms": 30000}),
+                ("matrix", cls.matrix_config()),
                 ("chromecast", {"devices": [{"name": "tv", "host": "127.0.0.1", "port": cls.cast_port}],
                                 "retry_interval_ms": 300})):
             cls.o.wait_state(module, "WAITING_FOR_CONFIG" if module != "go2rtc" else "READY", timeout=30)
@@ -125,6 +131,11 @@ class EndToEnd(unittest.TestCase):
         for module, eid, state in (("onvif-discovery", CAM, "available"), ("matrix", "family", "idle"),
                                    ("chromecast", "tv", "idle")):
             wait_until(lambda: cls.entity(module, eid, state), 30, f"{module}/{eid} {state}")
+
+    @classmethod
+    def matrix_config(cls, **extra):
+        return {"homeserver": cls.hs.url, "user_id": BOT, "access_token": ACCESS,
+                "rooms": [{"name": "family", "room": ROOM}], "invite_lifetime_ms": 30000, **extra}
 
     @classmethod
     def tearDownClass(cls):
@@ -414,6 +425,139 @@ class EndToEnd(unittest.TestCase):
         for i, t in enumerate(texts):
             self.assertNotIn(PASSWORD, t, f"text {i}")
             self.assertNotIn(ACCESS, t, f"text {i}")
+
+    def test_6_incoming_calls(self):
+        o, hs = self.o, self.hs
+        cfg = cgrpc.ConfigServiceStub(o.channel)
+
+        def set_matrix(**extra):
+            cfg.SetConfig(cpb.SetConfigRequest(module="matrix", config_json=json.dumps(self.matrix_config(**extra))),
+                          timeout=30)
+        self.addCleanup(set_matrix)
+
+        def sent(type_, call_id):
+            return [e for e in hs.events(type_) if e["sender"] == BOT and e["content"].get("call_id") == call_id]
+
+        def requested_flow(since):
+            for ev in self.events.all()[since:]:
+                if ev.kind == opb.Event.KIND_FLOW_CHANGED and ev.flow.target.module == "matrix" and \
+                        ev.flow.source.id == CAM:
+                    return ev.flow
+            return None
+
+        # Declined (the default): m.call.reject, and no flow.
+        flows = len(o.stub.ListFlows(opb.ListFlowsRequest(), timeout=10).flows)
+        n = self.party.place_call()
+        call_id = self.party.summary()["calls"][n - 1]["callId"]
+        self.party.wait_for_call_state(n, "ended")
+        self.until(lambda: sent("m.call.reject", call_id), 10, "the call declined")
+        self.assertEqual(len(o.stub.ListFlows(opb.ListFlowsRequest(), timeout=10).flows), flows)
+
+        # Answered with the camera: only the call settings change, the module stays connected.
+        set_matrix(incoming_calls="answer", answer_with=f"onvif-discovery/{CAM}")
+        since = self.mark()
+        n = self.party.place_call()
+        call_id = self.party.summary()["calls"][n - 1]["callId"]
+        flow = self.until(lambda: requested_flow(since), 20, "a flow requested by the matrix module")
+        self.assertEqual((flow.source.module, flow.target.id), ("onvif-discovery", "family"))
+        self.assertEqual([(s.module, s.media_in, s.media_out, s.created) for s in flow.steps],
+                         [("onvif-discovery", "", "rtsp", False), ("go2rtc", "rtsp", "webrtc", True),
+                          ("matrix", "webrtc", "", False)])
+        active, _ = self.wait_flow(flow.id, "ACTIVE", since)
+        self.assertIn("answered", active.state_reason)
+        conv = active.steps[1].entity_id
+        self.assertIn(conv, self.converters())
+        self.party.wait_for_call_state(n, "connected")
+        answer = sent("m.call.answer", call_id)
+        self.assertEqual(len(answer), 1)
+        self.assertIn(f"{HOST_SIDE} ", answer[0]["content"]["answer"]["sdp"])  # the converter's ICE address
+        # The caller decodes the camera's test pattern, and keeps decoding.
+        self.party.wait_for_frames(10)
+        start = self.party.video()["frames"]
+        self.until(lambda: self.party.video()["frames"] >= start + 10, 20, "the frame count to grow")
+        video = self.party.video()
+        self.assertEqual((video["width"], video["height"]), (640, 360))
+        self.assertEqual(self.entity("matrix", "family").state, "in_call")
+        # An ordinary flow: listed and stored.
+        self.assertIn(flow.id, [f.id for f in o.stub.ListFlows(opb.ListFlowsRequest(), timeout=10).flows])
+        self.assertTrue(os.path.exists(os.path.join(o.state_dir, "flows", f"{flow.id}.json")))
+
+        # The converter dies mid-call. The caller's offer was answered by the lost converter and
+        # cannot be answered again: the flow heals like a started one, a new converter offers,
+        # the module hangs up the dead call and calls the room back, the remote party answers
+        # and sees the camera again.
+        since, calls = self.mark(), self.calls()
+        r = inside("kill", "-9", str(o.module("go2rtc").main_pid))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, i = self.wait_flow(flow.id, "DEGRADED", since)
+        healed, _ = self.wait_flow(flow.id, "ACTIVE", i, timeout=40)
+        self.assertEqual(healed.n_heals, 1)
+        self.assertEqual(self.calls(), calls + 1)
+        self.assertEqual(self.party.wait_for_call_state(n, "ended")["hangupParty"], "remote")
+        self.assertEqual(len(sent("m.call.hangup", call_id)), 1)
+        self.party.wait_for_frames(10)
+        conv = healed.steps[1].entity_id
+        self.assertEqual(set(self.converters()), {conv})
+
+        # The remote party hangs up: the flow ends and its converter is destroyed.
+        since = self.mark()
+        self.party.hangup()
+        ended, _ = self.wait_flow(flow.id, "STOPPED", since)
+        self.assertIn(f"{ALICE} hung up", ended.state_reason)
+        self.assert_converter_gone(conv)
+        self.until(lambda: self.entity("matrix", "family", "idle"), 10, "the room idle again")
+        self.assertFalse(os.path.exists(os.path.join(o.state_dir, "flows", f"{flow.id}.json")))
+
+        # A request the orchestrator refuses (the source is unknown): the call is rejected, and
+        # the module says why.
+        set_matrix(incoming_calls="answer", answer_with="onvif-discovery/no-such-camera")
+        n = self.party.place_call()
+        call_id = self.party.summary()["calls"][n - 1]["callId"]
+        self.party.wait_for_call_state(n, "ended")
+        self.until(lambda: sent("m.call.reject", call_id), 10, "the refused call rejected")
+        self.until(lambda: "has no entity no-such-camera" in journal("matrix"), 10, "the module's reason")
+
+        # A module can request flows into its own entities only; anything else is refused and logged.
+        with open(os.path.join(o.runtime_dir, "credentials", "matrix.token")) as f:
+            md = [("x-call-assistant-module-token", f.read().strip())]
+        offer = answer[0]["content"]["answer"]["sdp"].replace("a=setup:active", "a=setup:actpass")
+        link = mpb.MediaLink(media="webrtc", sdp_type="offer", sdp=offer)
+        with grpc.insecure_channel(o.listen) as ch:
+            stub = ogrpc.OrchestratorServiceStub(ch)
+            for want, req in (
+                    (grpc.StatusCode.PERMISSION_DENIED, dict(module="chromecast", entity=mpb.Entity(id="tv"))),
+                    (grpc.StatusCode.NOT_FOUND, dict(entity=mpb.Entity(id="tv"))),
+                    (grpc.StatusCode.NOT_FOUND, dict(entity=mpb.Entity(id="family"),
+                                                     flow_source=ref("onvif-discovery", "nope"))),
+                    (grpc.StatusCode.INVALID_ARGUMENT, dict(entity=mpb.Entity(id="family"),
+                                                            flow_source=ref("chromecast", "tv"))),
+                    (grpc.StatusCode.INVALID_ARGUMENT, dict(entity=mpb.Entity(id="family"), link=mpb.MediaLink(
+                        media="webrtc", sdp_type="answer", sdp=offer)))):
+                ev = opb.Event(kind=opb.Event.KIND_FLOW_REQUEST, request_id="c1", link=link,
+                               flow_source=ref("onvif-discovery", CAM))
+                ev.MergeFrom(opb.Event(**req))
+                if "link" in req:
+                    ev.link.CopyFrom(req["link"])
+                with self.assertRaises(grpc.RpcError) as e:
+                    stub.ReportEvent(ev, timeout=10, metadata=md)
+                self.assertEqual(e.exception.code(), want, e.exception.details())
+            # Accepted, but the converter cannot answer the offer (no H.264 in it): the flow
+            # fails, what it created is destroyed, and it is not kept.
+            since = self.mark()
+            vp8 = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+                   "c=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:96 VP8/90000\r\n")
+            resp = stub.ReportEvent(opb.Event(kind=opb.Event.KIND_FLOW_REQUEST, entity=mpb.Entity(id="family"),
+                                              flow_source=ref("onvif-discovery", CAM), request_id="vp8-only",
+                                              link=mpb.MediaLink(media="webrtc", sdp_type="offer", sdp=vp8)),
+                                    timeout=10, metadata=md)
+            failed, _ = self.wait_flow(resp.flow_id, "FAILED", since)
+            self.assertIn("H.264", failed.state_reason)
+            self.until(lambda: self.converters() == {}, 10, "the failed flow's converter destroyed")
+            self.assertNotIn(resp.flow_id, [f.id for f in o.stub.ListFlows(opb.ListFlowsRequest(), timeout=10).flows])
+        self.until(lambda: o.output().count("Refused a flow request of module matrix") >= 6, 10, "the refusals logged")
+        self.assertIn("no path", o.output())
+        self.assertEqual([f.id for f in o.stub.ListFlows(opb.ListFlowsRequest(), timeout=10).flows
+                          if f.target.module == "matrix"], [])
 
 
 if __name__ == "__main__":

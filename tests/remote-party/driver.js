@@ -6,6 +6,8 @@
 //   {"id": 3, "cmd": "waitForFrames", "args": {n, timeoutMs}}      -> frames decoded (current call)
 //   {"id": 4, "cmd": "waitForCallState", "args": {n, state, timeoutMs}}
 //   {"id": 5, "cmd": "frames"}  {"id": 6, "cmd": "summary"}  {"id": 7, "cmd": "hangup"}
+//   {"id": 8, "cmd": "placeCall"}                                  -> the new call's number
+//   {"id": 9, "cmd": "video"}             -> {frames, width, height} of the current call's video
 //
 // Answers: {"id": 1, "ok": true, "result": ...} or {"id": 1, "ok": false, "error": "..."}.
 // Commands run one after the other. It exits when stdin closes, closing the browser first.
@@ -28,8 +30,10 @@ const commands = {
   waitForFrames: (a) => party.waitForFrames(a.n, a.timeoutMs),
   waitForCallState: (a) => party.waitForCallState(a.n, a.state, a.timeoutMs),
   frames: () => party.page.evaluate(() => window.remoteParty.framesDecoded()),
+  video: () => party.page.evaluate(() => window.remoteParty.video()),
   summary: () => party.summary(),
   hangup: () => party.hangup(),
+  placeCall: () => party.placeCall(),
 };
 
 function reply(obj) {

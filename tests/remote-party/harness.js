@@ -115,6 +115,9 @@ export class RemoteParty {
   }
 
   hangup() { return this.page.evaluate(() => window.remoteParty.hangup()); }
+
+  /** Place a video call into the room; resolves with its number (as for waitForCallState). */
+  placeCall() { return this.page.evaluate(() => window.remoteParty.placeCall()); }
 }
 
 const OFFERER_JS = `

@@ -59,7 +59,7 @@ export async function waitFor(predicate, timeoutMs, what) {
 
 /** OrchestratorService's module-facing half, recording ReportState/ReportEvent. */
 export async function startRecorder(token) {
-  const rec = { states: [], events: [], unauthenticated: 0 };
+  const rec = { states: [], events: [], unauthenticated: 0, onEvent: () => ({}) };
   const server = new grpc.Server();
   const check = (call, cb) => {
     if (call.metadata.get(TOKEN_METADATA_KEY)[0] !== token) {
@@ -71,7 +71,17 @@ export async function startRecorder(token) {
   };
   server.addService(pkg.callassistant.v1.OrchestratorService.service, {
     ReportState: (call, cb) => { if (check(call, cb)) { rec.states.push(call.request); cb(null, {}); } },
-    ReportEvent: (call, cb) => { if (check(call, cb)) { rec.events.push(call.request); cb(null, {}); } },
+    ReportEvent: (call, cb) => {
+      if (!check(call, cb))
+        return;
+      rec.events.push(call.request);
+      // rec.onEvent(event) answers: a ReportEventResponse, or throws {code, details} to refuse.
+      try {
+        cb(null, rec.onEvent(call.request) || {});
+      } catch (e) {
+        cb({ code: e.code, details: e.details });
+      }
+    },
   });
   const port = await new Promise((resolve, reject) => server.bindAsync('127.0.0.1:0',
     grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));

@@ -153,6 +153,134 @@ test('incoming calls are declined (m.call.reject)', async () => {
   assert.equal(reject.content.version, '1');
 });
 
+const OFFER_NO_CANDIDATES = OFFER.replace(/a=candidate:[^\r]*\r\n/, '').replace('a=sendonly', 'a=sendrecv');
+const invite = (callId, extra = {}) => hs.appendEvent(ROOM, ALICE, 'm.call.invite', { call_id: callId, party_id: 'alice-dev',
+  version: '1', lifetime: 60000, offer: { type: 'offer', sdp: OFFER_NO_CANDIDATES }, ...extra });
+// After a new configuration the module syncs again: events before that would come in its first sync.
+const synced = () => waitFor(async () => ['PREPARED', 'SYNCING'].includes(mod.link?.client?.getSyncState())
+  && (await entity('family'))?.state === 'idle', 10000, 'synced again');
+const answerInput = { media: 'webrtc', sdp: ANSWER.replace('a=recvonly', 'a=sendonly'), sdp_type: 'answer' };
+
+test('incoming_calls "answer": a flow is requested with the offer completed, the answer goes out, hang-up ends it', async () => {
+  const whoamis = () => hs.requests.filter(([, p]) => p.endsWith('/account/whoami')).length;
+  const checks = whoamis();
+  await client.call('ApplyConfig', { config_json: config({ incoming_calls: 'answer', answer_with: 'onvif-discovery/cam-1' }) });
+  assert.equal(whoamis(), checks, 'only the call settings changed: the link to the homeserver stays');
+  rec.onEvent = (ev) => (ev.kind === 'KIND_FLOW_REQUEST' ? { flow_id: `flow-for-${ev.request_id}` } : {});
+  await synced();
+  invite('incoming-2');
+  // The offer has no candidates: they come in m.call.candidates and are merged before it is handed on.
+  hs.appendEvent(ROOM, ALICE, 'm.call.candidates', { call_id: 'incoming-2', party_id: 'alice-dev', version: '1',
+    candidates: [{ candidate: 'candidate:7 1 udp 2122260223 127.0.0.1 41000 typ host', sdpMid: '0', sdpMLineIndex: 0 }] });
+  const req = await waitFor(() => rec.eventsOf('KIND_FLOW_REQUEST').find((e) => e.request_id === 'incoming-2'), 10000,
+    'KIND_FLOW_REQUEST');
+  assert.equal(req.entity.id, 'family');
+  assert.deepEqual({ ...req.flow_source }, { module: 'onvif-discovery', id: 'cam-1' });
+  assert.equal(req.link.media, 'webrtc');
+  assert.equal(req.link.sdp_type, 'offer');
+  assert.match(req.link.sdp, /a=sendrecv/);
+  assert.match(req.link.sdp, /a=candidate:7 1 udp 2122260223 127.0.0.1 41000 typ host/);
+  assert.ok(!sentBy(BOT, 'm.call.reject').some((e) => e.content.call_id === 'incoming-2'));
+  await waitFor(async () => (await entity('family')).state === 'ringing', 5000, 'ringing while answering');
+
+  // The orchestrator hands the converter's answer back, with the request's id.
+  const bad = await client.call('ConnectEntity', { id: 'family', flow_id: 'flow-for-incoming-2', request_id: 'incoming-2',
+    input: { media: 'webrtc', sdp: OFFER, sdp_type: 'offer' } }).catch((err) => err);
+  assert.equal(bad.code, grpc.status.INVALID_ARGUMENT);
+  const unknown = await client.call('ConnectEntity', { id: 'family', flow_id: 'flow-x', request_id: 'no-such-call',
+    input: answerInput }).catch((err) => err);
+  assert.equal(unknown.code, grpc.status.FAILED_PRECONDITION);
+  const resp = await client.call('ConnectEntity', { id: 'family', flow_id: 'flow-for-incoming-2', request_id: 'incoming-2',
+    input: answerInput });
+  assert.equal(resp.output, null);
+  assert.equal(resp.entity.state, 'in_call');
+  const answer = sentBy(BOT, 'm.call.answer').find((e) => e.content.call_id === 'incoming-2');
+  assert.equal(answer.content.version, '1');
+  assert.equal(answer.content.answer.type, 'answer');
+  assert.match(answer.content.answer.sdp, /a=msid:call-assistant video-0/);
+  assert.deepEqual(Object.keys(answer.content['org.matrix.msc3077.sdp_stream_metadata']), ['call-assistant']);
+  // Answered once: a second answer for the same call is refused.
+  assert.equal((await client.call('ConnectEntity', { id: 'family', flow_id: 'flow-for-incoming-2', request_id: 'incoming-2',
+    input: answerInput }).catch((err) => err)).code, grpc.status.FAILED_PRECONDITION);
+  assert.equal((await entity('family')).state, 'in_call');
+
+  // Whoever hangs up: the caller here; the flow ends.
+  hs.appendEvent(ROOM, ALICE, 'm.call.hangup', { call_id: 'incoming-2', party_id: 'alice-dev', version: '1', reason: 'user_hangup' });
+  const ended = await waitFor(() => rec.eventsOf('KIND_FLOW_ENDED').find((e) => e.flow_id === 'flow-for-incoming-2'), 10000,
+    'FLOW_ENDED');
+  assert.match(ended.reason, /@alice:double.test hung up \(user_hangup\)/);
+  await waitFor(async () => (await entity('family')).state === 'idle', 5000, 'idle again');
+});
+
+test('answering: a refused request rejects the call; DisconnectEntity rejects or hangs up; a heal calls back', async () => {
+  // Refused (no path, unknown source ...): the caller gets m.call.reject.
+  rec.onEvent = (ev) => {
+    if (ev.kind === 'KIND_FLOW_REQUEST')
+      throw { code: grpc.status.NOT_FOUND, details: 'source: module onvif-discovery has no entity cam-1' };
+    return {};
+  };
+  invite('incoming-3', { offer: { type: 'offer', sdp: OFFER } }); // with candidates: handed on at once
+  await waitFor(() => sentBy(BOT, 'm.call.reject').find((e) => e.content.call_id === 'incoming-3'), 10000, 'rejected');
+  // The same invite delivered again (a sync after a reconnect): not taken up a second time.
+  const asked3 = rec.eventsOf('KIND_FLOW_REQUEST').length;
+  mod.onCallEvent(ROOM, { type: 'm.call.invite', sender: ALICE, ageMs: 10, content: { call_id: 'incoming-3',
+    party_id: 'alice-dev', version: '1', lifetime: 60000, offer: { type: 'offer', sdp: OFFER } } });
+  assert.equal(rec.eventsOf('KIND_FLOW_REQUEST').length, asked3);
+  assert.equal(mod.incoming.has('incoming-3'), false);
+  assert.ok(!rec.eventsOf('KIND_FLOW_ENDED').some((e) => e.flow_id === undefined || e.flow_id === ''));
+
+  // The flow failed before the answer (the converter could not answer): DisconnectEntity rejects.
+  rec.onEvent = (ev) => (ev.kind === 'KIND_FLOW_REQUEST' ? { flow_id: `flow-for-${ev.request_id}` } : {});
+  invite('incoming-4', { offer: { type: 'offer', sdp: OFFER } });
+  await waitFor(() => rec.eventsOf('KIND_FLOW_REQUEST').find((e) => e.request_id === 'incoming-4'), 10000, 'request 4');
+  await waitFor(() => mod.calls.has('flow-for-incoming-4'), 5000, 'the flow id known');
+  await client.call('DisconnectEntity', { id: 'family', flow_id: 'flow-for-incoming-4' });
+  assert.ok(sentBy(BOT, 'm.call.reject').some((e) => e.content.call_id === 'incoming-4'));
+
+  // Answered, then StopFlow: m.call.hangup, and no FLOW_ENDED (the orchestrator asked).
+  invite('incoming-5', { offer: { type: 'offer', sdp: OFFER } });
+  await waitFor(() => rec.eventsOf('KIND_FLOW_REQUEST').find((e) => e.request_id === 'incoming-5'), 10000, 'request 5');
+  await client.call('ConnectEntity', { id: 'family', flow_id: 'flow-for-incoming-5', request_id: 'incoming-5', input: answerInput });
+  await client.call('DisconnectEntity', { id: 'family', flow_id: 'flow-for-incoming-5' });
+  assert.ok(sentBy(BOT, 'm.call.hangup').some((e) => e.content.call_id === 'incoming-5'));
+
+  // Answered, then healed (a new converter's offer for the same flow): the answered call is
+  // hung up and the room is called back.
+  invite('incoming-6', { offer: { type: 'offer', sdp: OFFER } });
+  await waitFor(() => rec.eventsOf('KIND_FLOW_REQUEST').find((e) => e.request_id === 'incoming-6'), 10000, 'request 6');
+  await client.call('ConnectEntity', { id: 'family', flow_id: 'flow-for-incoming-6', request_id: 'incoming-6', input: answerInput });
+  const invites = sentBy(BOT, 'm.call.invite').length;
+  await client.call('ConnectEntity', { id: 'family', flow_id: 'flow-for-incoming-6', input: { media: 'webrtc', sdp: OFFER, sdp_type: 'offer' } });
+  assert.ok(sentBy(BOT, 'm.call.hangup').some((e) => e.content.call_id === 'incoming-6'));
+  assert.equal(sentBy(BOT, 'm.call.invite').length, invites + 1);
+  await client.call('DisconnectEntity', { id: 'family', flow_id: 'flow-for-incoming-6' });
+  assert.ok(!rec.eventsOf('KIND_FLOW_ENDED').some((e) => /flow-for-incoming-[3-6]/.test(e.flow_id)));
+
+  // The caller hangs up while the orchestrator is being asked: the flow is ended once its id is known.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  rec.onEvent = (ev) => (ev.kind === 'KIND_FLOW_REQUEST' ? { flow_id: 'flow-late' } : {});
+  const origRequest = rt.requestFlow.bind(rt);
+  rt.requestFlow = async (...args) => { await held; return origRequest(...args); };
+  invite('incoming-7', { offer: { type: 'offer', sdp: OFFER } });
+  await waitFor(() => mod.incoming.has('incoming-7'), 5000, 'incoming 7 seen');
+  hs.appendEvent(ROOM, ALICE, 'm.call.hangup', { call_id: 'incoming-7', party_id: 'alice-dev', version: '1', reason: 'user_hangup' });
+  await waitFor(() => !mod.incoming.has('incoming-7'), 5000, 'incoming 7 hung up');
+  release();
+  const ended = await waitFor(() => rec.eventsOf('KIND_FLOW_ENDED').find((e) => e.flow_id === 'flow-late'), 5000, 'flow-late ended');
+  assert.match(ended.reason, /hung up/);
+  rt.requestFlow = origRequest;
+
+  // Back to declining: the next call is rejected without asking the orchestrator.
+  await client.call('ApplyConfig', { config_json: config() });
+  await synced();
+  const asked = rec.eventsOf('KIND_FLOW_REQUEST').length;
+  invite('incoming-8');
+  await waitFor(() => sentBy(BOT, 'm.call.reject').find((e) => e.content.call_id === 'incoming-8'), 10000, 'declined again');
+  assert.equal(rec.eventsOf('KIND_FLOW_REQUEST').length, asked);
+  rec.onEvent = () => ({});
+});
+
 test('429 on send: the invite waits out retry-after and goes through', async () => {
   hs.fault('/send/m.call.invite/', 429, 1, 300);
   const t0 = Date.now();

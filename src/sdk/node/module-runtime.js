@@ -153,16 +153,23 @@ export class OrchestratorClient {
   get connected() { return this.client !== null; }
 
   call(method, request) {
+    return this.exchange(method, request).then(({ err }) => {
+      if (err)
+        log.warn(`${method} to ${this.address} failed: ${Status[err.code] || err.code}: ${err.details}, ignoring`);
+      return !err;
+    });
+  }
+
+  /** The call in order with the others; resolves {err, resp} (err: the gRPC error, or null). */
+  exchange(method, request) {
     if (!this.client)
-      return Promise.resolve(false);
+      return Promise.resolve({ err: { code: Status.UNAVAILABLE, details: 'no orchestrator to report to' }, resp: null });
     // One after the other: a READY must not overtake the ERROR before it.
     const p = this.queue.then(() => new Promise((resolve) => {
       const md = new grpc.Metadata();
       md.set(TOKEN_METADATA_KEY, this.token);
-      this.client[method](request, md, { deadline: Date.now() + this.timeoutMs }, (err) => {
-        if (err)
-          log.warn(`${method} to ${this.address} failed: ${Status[err.code] || err.code}: ${err.details}, ignoring`);
-        resolve(!err);
+      this.client[method](request, md, { deadline: Date.now() + this.timeoutMs }, (err, resp) => {
+        resolve({ err: err || null, resp: resp || null });
       });
     }));
     this.queue = p;
@@ -296,6 +303,21 @@ export class ModuleRuntime {
   /** A link for a flow later than the ConnectEntity answer (a WebRTC answer once a call is picked up). */
   reportFlowSignal(flowId, entityId, link) {
     return this.reportEvent({ kind: 'KIND_FLOW_SIGNAL', flow_id: flowId, entity: this.entities.get(entityId) || { id: entityId }, link });
+  }
+
+  /**
+   * Ask the orchestrator for a flow from source ({module, id}) into our own entity entityId,
+   * answering the remote party's WebRTC offer (link): Event.KIND_FLOW_REQUEST. Resolves with
+   * the flow's id; the answer comes as ConnectEntity(entityId, input = answer, request_id).
+   * Rejects with a ModuleError (code, details) when the orchestrator refuses.
+   */
+  async requestFlow(entityId, source, requestId, link) {
+    const { err, resp } = await this.orchestrator.exchange('ReportEvent', { module: this.env.moduleId,
+      timestamp_usec: String(Date.now() * 1000), kind: 'KIND_FLOW_REQUEST',
+      entity: this.entities.get(entityId) || { id: entityId }, flow_source: source, request_id: requestId, link });
+    if (err)
+      throw new ModuleError(err.code, err.details);
+    return resp.flow_id;
   }
 
   /** The entity stopped serving the flow on its own (hang-up, device gone). */
