@@ -210,9 +210,11 @@ static void on_registered(Module *m, const ModuleCallResult *res, void *userdata
         r = manager_config_deliver_stored(m, &schema_error);
         if (r > 0)
                 return; /* its outcome decides (manager-config.c) */
-        if (r < 0)
+        if (r < 0) {
+                m->schema_refused = true;
                 module_change_state(m, MODULE_ERROR, "its configuration schema was refused: %s",
                                     schema_error ? schema_error : strerror(-r));
+        }
         manager_start_ready_modules(mgr);
 }
 
@@ -493,6 +495,13 @@ void module_reported_state(Module *m, ModuleState state, const char *message) {
         if (state != MODULE_STARTING && state != MODULE_WAITING_FOR_CONFIG && state != MODULE_READY &&
             state != MODULE_ERROR)
                 return;
+        /* It cannot be configured: what it says of itself does not make it usable (the SDK
+         * reports READY right after registering, which raced with the refusal). */
+        if (m->schema_refused) {
+                log_debug("Module %s: reported %s, kept in ERROR (its configuration schema was refused).", m->name,
+                          module_state_to_string(state));
+                return;
+        }
         if (message && *message)
                 module_change_state(m, state, "%s", message);
         else

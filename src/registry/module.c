@@ -65,6 +65,7 @@ void module_clear_registration(Module *m) {
         free(m->config_schema);
         m->reg_name = m->reg_version = m->reg_description = m->config_schema = NULL;
         m->config_required = false;
+        m->schema_refused = false;
         m->registered = false;
 }
 

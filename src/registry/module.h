@@ -75,6 +75,7 @@ struct Module {
         bool registering;           /* a RegisterModule call is in flight */
         bool registered;
         bool entities_synced;       /* the entity registry has its ListEntities since it became READY */
+        bool schema_refused;        /* its configuration schema was refused: ERROR until it registers again */
         uint64_t registered_at_usec;   /* CLOCK_REALTIME */
         uint64_t started_at_usec;      /* CLOCK_MONOTONIC, when we asked systemd to start it */
         uint64_t stop_sent_usec;       /* CLOCK_MONOTONIC, when we sent it Shutdown */

@@ -144,6 +144,11 @@ class Lifecycle(unittest.TestCase):
         err = o.wait_state("schemer", "ERROR")
         self.assertIn("its configuration schema was refused: /properties/name/pattern: \\S (white space",
                       err.status_message)
+        # The module then reports READY (as the SDK does after registering): it stays in ERROR.
+        wait_until(lambda: "fixture: reported READY again" in inside(
+            "journalctl", "-u", "call-assistant-module@schemer.service", "-o", "cat").stdout, 10,
+            "the fixture to report READY")
+        self.assertEqual(o.module("schemer").status, opb.MODULE_STATUS_ERROR)
         import subprocess
         out = subprocess.run([CTL, "status", "schemer"], capture_output=True, text=True,
                              env=dict(os.environ, CALL_ASSISTANT_CONTROL_SOCKET=o.control))
