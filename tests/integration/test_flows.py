@@ -178,6 +178,24 @@ class Flows(unittest.TestCase):
         wait_until(lambda: self.module_entities(o, "conv") == [], 10, "the converter gone from the registry")
         self.assertEqual(list(o.stub.ListFlows(opb.ListFlowsRequest(), timeout=5).flows), [])
 
+    def test_requested_flows_are_limited(self):
+        # A module may request flows into its own entities (to answer calls), 16 live at the
+        # most: the 17th is refused (RESOURCE_EXHAUSTED) and logged; the 16 are ordinary flows.
+        o = self.run_orch("flowreq", [fixture("cams", "source"), fixture("conv", "converter"),
+                                      dict(dir="phones", command=f"/usr/bin/python3 {PY_FIXTURE} {PYSTUBS} 1 "
+                                                                 "--request-flows=17:cams/cam-1")])
+        wait_until(lambda: sum(l.startswith("REQUEST ") for l in journal("phones").splitlines()) == 17, 60,
+                   "17 answers to the flow requests")
+        answers = [l.split(" ", 3) for l in journal("phones").splitlines() if l.startswith("REQUEST ")]
+        self.assertEqual([a[2] for a in answers], ["OK"] * 16 + ["RESOURCE_EXHAUSTED"], answers)
+        self.assertIn("has 16 requested flows already", answers[16][3])
+        flows = o.stub.ListFlows(opb.ListFlowsRequest(), timeout=5).flows
+        self.assertEqual(sorted(f.id for f in flows), sorted(a[3] for a in answers[:16]))
+        self.assertTrue(all((f.target.module, f.target.id) == ("phones", "phone-1") for f in flows))
+        wait_until(lambda: sum(l.startswith("CALL ConnectEntity phone-1") for l in journal("phones").splitlines())
+                   == 16, 30, "16 answers delivered to the phone")
+        self.assertIn("Refused a flow request of module phones into its entity phone-1", o.output())
+
     def test_two_converters_and_a_python_target(self):
         o = self.run_orch("flow2", [fixture("cams", "source"), fixture("chain", "chain"), fixture("conv", "converter"),
                                     fixture("rooms", "target"),
