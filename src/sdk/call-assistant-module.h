@@ -72,6 +72,8 @@ typedef struct CaFlowOp {
         const char *output_media;  /* connect: the medium the next step takes, "" for a target */
         const CaMediaLink *peer;   /* connect: a WebRTC offer to answer, or the answer to ours; or NULL */
         void *data;                /* the module's own */
+        const char *request_id;    /* connect: for a flow this module requested (ca_module_request_flow()),
+                                    * its request id, with the answer to the caller's offer in input; else "" */
 } CaFlowOp;
 
 typedef enum CaEntityEvent {
@@ -168,6 +170,22 @@ CA_EXPORT CaEntity *ca_module_get_entity(CaModule *m, size_t i);
 /* Metrics (KIND_METRICS): n names and values, about one entity (e) or the whole module (NULL). */
 CA_EXPORT int ca_module_report_metrics(CaModule *m, CaEntity *e, const char *const *names, const double *values,
                                        size_t n);
+/* The orchestrator's answer to ca_module_request_flow(): error 0 and the new flow's id, or a
+ * negative errno (-EPERM not this module's entity, -EINVAL a bad request or no path, -ENOENT an
+ * unknown entity, -EBUSY the module is not READY, -EAGAIN too many requested flows, -EIO
+ * anything else) with the orchestrator's reason in message. */
+typedef void (*ca_flow_request_handler_t)(CaModule *m, int error, const char *flow_id, const char *message,
+                                          void *userdata);
+/* KIND_FLOW_REQUEST: ask the orchestrator for a flow from source_module/source_entity into
+ * entity e of this module, answering a remote party's WebRTC offer (a call to answer; see
+ * docs/protocol.md, "Flows a module requests"). request_id (1 to 128 printable characters)
+ * names the request: the converter's answer reaches connect_entity with it in
+ * op->request_id and the answer in op->input. handler (optional) gets the orchestrator's
+ * answer on the module's loop. Returns 0 or a negative errno (-EINVAL, -ENOTCONN when no
+ * orchestrator is known). */
+CA_EXPORT int ca_module_request_flow(CaModule *m, CaEntity *e, const char *source_module, const char *source_entity,
+                                     const char *request_id, const char *offer_sdp,
+                                     ca_flow_request_handler_t handler, void *userdata);
 /* KIND_FLOW_SIGNAL: entity e has a link for flow_id later than its ConnectEntity answer. */
 CA_EXPORT int ca_module_report_flow_signal(CaModule *m, CaEntity *e, const char *flow_id, const CaMediaLink *link);
 /* KIND_FLOW_ENDED: entity e stopped serving flow_id by itself; reason is shown to users. */

@@ -40,7 +40,7 @@ typedef struct FlowOp {
         bool done;
         int error;
         char *error_message;
-        char *flow_id, *output_media;
+        char *flow_id, *output_media, *request_id;
         LinkCopy input, peer, output;
         bool has_output;
         struct FlowOp *prev, *next;
@@ -66,6 +66,7 @@ struct CaModule {
         size_t n_entities;
         unsigned next_entity;
         FlowOp *ops;          /* pending flow operations */
+        struct FlowRequest *requests; /* ca_module_request_flow() calls waiting for their answer */
 };
 
 static const char *state_name(CaModuleState s) {
@@ -153,15 +154,20 @@ static void flow_op_free(FlowOp *op) {
         link_clear(&op->output);
         free(op->flow_id);
         free(op->output_media);
+        free(op->request_id);
         free(op->error_message);
         free(op);
 }
+
+static void flow_request_free(struct FlowRequest *fr);
 
 CA_EXPORT CaModule *ca_module_free(CaModule *m) {
         if (!m)
                 return NULL;
         while (m->ops)
                 flow_op_free(m->ops);
+        while (m->requests)
+                flow_request_free(m->requests);
         for (size_t i = 0; i < m->n_entities; i++)
                 entity_free(m->entities[i]);
         free(m->entities);
@@ -400,6 +406,99 @@ CA_EXPORT int ca_module_report_flow_signal(CaModule *m, CaEntity *pub, const cha
         ev.flow_id = (char *)flow_id;
         ev.link = &l;
         return report_event(m, &ev, (Entity *)pub);
+}
+
+typedef struct FlowRequest {
+        CaModule *module;
+        ca_flow_request_handler_t handler;
+        void *userdata;
+        struct FlowRequest *prev, *next;
+} FlowRequest;
+
+static void flow_request_free(struct FlowRequest *fr) {
+        if (fr->prev)
+                fr->prev->next = fr->next;
+        else if (fr->module->requests == fr)
+                fr->module->requests = fr->next;
+        if (fr->next)
+                fr->next->prev = fr->prev;
+        free(fr);
+}
+
+static int errno_of(int status) {
+        switch (status) {
+        case RPC_PERMISSION_DENIED:
+                return -EPERM;
+        case RPC_INVALID_ARGUMENT:
+                return -EINVAL;
+        case RPC_NOT_FOUND:
+                return -ENOENT;
+        case RPC_FAILED_PRECONDITION:
+                return -EBUSY;
+        case RPC_RESOURCE_EXHAUSTED:
+                return -EAGAIN;
+        default:
+                return -EIO;
+        }
+}
+
+static void on_flow_requested(RpcClientCall *call, int status, const char *message, const ProtobufCMessage *response,
+                              void *userdata) {
+        FlowRequest *fr = userdata;
+        const Callassistant__V1__ReportEventResponse *resp = (const void *)response;
+
+        if (status != RPC_OK)
+                log_warning("Flow request refused: %s: %s", rpc_status_to_string(status), message ? message : "");
+        if (fr->handler)
+                fr->handler(fr->module, status == RPC_OK ? 0 : errno_of(status),
+                            status == RPC_OK && resp ? resp->flow_id : "", message ? message : "", fr->userdata);
+        flow_request_free(fr);
+}
+
+CA_EXPORT int ca_module_request_flow(CaModule *m, CaEntity *pub, const char *source_module, const char *source_entity,
+                                     const char *request_id, const char *offer_sdp,
+                                     ca_flow_request_handler_t handler, void *userdata) {
+        Callassistant__V1__Event ev = CALLASSISTANT__V1__EVENT__INIT;
+        Callassistant__V1__EntityRef src = CALLASSISTANT__V1__ENTITY_REF__INIT;
+        Callassistant__V1__Entity target = CALLASSISTANT__V1__ENTITY__INIT;
+        Callassistant__V1__MediaLink l;
+        const CaMediaLink link = { .media = "webrtc", .sdp = offer_sdp, .sdp_type = "offer" };
+        RpcMetadata md = { TOKEN_KEY, m ? m->token : NULL };
+        FlowRequest *fr;
+        int r;
+
+        if (!m || !pub || !source_module || !*source_module || !source_entity || !*source_entity || !request_id ||
+            !*request_id || !offer_sdp || !*offer_sdp)
+                return -EINVAL;
+        if (!m->orchestrator || !m->token)
+                return -ENOTCONN;
+        fr = calloc(1, sizeof(*fr));
+        if (!fr)
+                return -ENOMEM;
+        *fr = (FlowRequest){ .module = m, .handler = handler, .userdata = userdata };
+        src.module = (char *)source_module;
+        src.id = (char *)source_entity;
+        target.id = (char *)pub->id;
+        link_to_proto(&link, &l);
+        ev.kind = CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_REQUEST;
+        ev.module = m->id;
+        ev.entity = &target;
+        ev.flow_source = &src;
+        ev.request_id = (char *)request_id;
+        ev.link = &l;
+        r = rpc_channel_call(m->orchestrator, "/callassistant.v1.OrchestratorService/ReportEvent", &ev.base,
+                             &callassistant__v1__report_event_response__descriptor, 20000, 0, &md, 1,
+                             on_flow_requested, fr, NULL);
+        if (r < 0) {
+                free(fr);
+                return r;
+        }
+        /* Listed until answered: a call still out when the module ends gets no answer. */
+        fr->next = m->requests;
+        if (m->requests)
+                m->requests->prev = fr;
+        m->requests = fr;
+        return 0;
 }
 
 CA_EXPORT int ca_module_report_flow_ended(CaModule *m, CaEntity *pub, const char *flow_id, const char *reason) {
@@ -893,7 +992,7 @@ static int link_from_proto(LinkCopy *l, const Callassistant__V1__MediaLink *p) {
 
 static void start_flow_op(RpcServerCall *call, CaModule *m, bool connect, const char *id, const char *flow_id,
                           const Callassistant__V1__MediaLink *input, const char *output_media,
-                          const Callassistant__V1__MediaLink *peer) {
+                          const Callassistant__V1__MediaLink *peer, const char *request_id) {
         int (*cb)(CaModule *, CaFlowOp *, char **, void *) = connect ? m->cb.connect_entity
                                                                       : m->cb.disconnect_entity;
         Entity *e = find_entity(m, id);
@@ -937,6 +1036,7 @@ static void start_flow_op(RpcServerCall *call, CaModule *m, bool connect, const 
                 m->ops->prev = op;
         m->ops = op;
         if (!(op->flow_id = strdup(flow_id)) || !(op->output_media = strdup(output_media ?: "")) ||
+            !(op->request_id = strdup(request_id ?: "")) ||
             (input && link_from_proto(&op->input, input) < 0) || (peer && link_from_proto(&op->peer, peer) < 0)) {
                 op->error = -ENOMEM;
                 flow_op_finish(op);
@@ -948,6 +1048,7 @@ static void start_flow_op(RpcServerCall *call, CaModule *m, bool connect, const 
                 .input = input ? &op->input.pub : NULL,
                 .output_media = op->output_media,
                 .peer = peer ? &op->peer.pub : NULL,
+                .request_id = op->request_id,
         };
         rpc_server_call_set_cancel_handler(call, on_op_cancelled, op);
 
@@ -976,7 +1077,7 @@ static void on_connect_entity(RpcServerCall *call, const ProtobufCMessage *reque
 
         if (!authorized(m, call))
                 return;
-        start_flow_op(call, m, true, req->id, req->flow_id, req->input, req->output_media, req->peer);
+        start_flow_op(call, m, true, req->id, req->flow_id, req->input, req->output_media, req->peer, req->request_id);
 }
 
 static void on_disconnect_entity(RpcServerCall *call, const ProtobufCMessage *request, void *userdata) {
@@ -986,7 +1087,7 @@ static void on_disconnect_entity(RpcServerCall *call, const ProtobufCMessage *re
 
         if (!authorized(m, call))
                 return;
-        start_flow_op(call, m, false, req->id, req->flow_id, NULL, NULL, NULL);
+        start_flow_op(call, m, false, req->id, req->flow_id, NULL, NULL, NULL, NULL);
 }
 
 static int on_exit_deferred(sd_event_source *s, void *userdata) {

@@ -7,6 +7,12 @@
  *   fail       fails after 50 ms with -EINVAL and a message
  *   fail-now   fails at once with -EBUSY
  *   slow       completes after 1 s (the caller may be gone by then)
+ *   ask        (on a "phone") asks the orchestrator for a flow from cams/cam-1 into this entity
+ *              (ca_module_request_flow, request "call-7"; flow "ask-again": "call-8") and
+ *              completes at once; the answer shows as the entity's state, "requested:<flow
+ *              id>" or "refused:<errno>"
+ * A ConnectEntity carrying a request id completes at once with "took <request id>: <the
+ * answer in input>" as its SDP.
  * DisconnectEntity reports KIND_FLOW_ENDED; disconnecting flow "forget-sensor" removes the
  * discovered sensor (KIND_ENTITY_REMOVED). */
 #include <errno.h>
@@ -51,9 +57,48 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static void on_requested(CaModule *m, int error, const char *flow_id, const char *message, void *userdata) {
+        CaEntity *e = ca_module_find_entity(m, userdata);
+        char state[96];
+
+        if (error < 0)
+                snprintf(state, sizeof(state), "refused:%d", error);
+        else
+                snprintf(state, sizeof(state), "requested:%s", flow_id);
+        if (e) {
+                (void)ca_entity_set_state(e, state);
+                ca_module_entity_changed(m, e);
+        }
+        free(userdata);
+}
+
 static int connect_entity(CaModule *m, CaFlowOp *op, char **ret_error, void *userdata) {
         sd_event *ev = ca_module_get_event(m);
         uint64_t now, delay = 50000;
+
+        if (op->request_id && *op->request_id) {
+                char sdp[512];
+                CaMediaLink out = { .media = "webrtc", .sdp = sdp, .sdp_type = "answer" };
+
+                snprintf(sdp, sizeof(sdp), "took %s: %s", op->request_id,
+                         op->input && op->input->sdp ? op->input->sdp : "-");
+                return ca_flow_op_set_output(op, &out);
+        }
+        if (strcmp(op->flow_id, "ask") == 0 || strcmp(op->flow_id, "ask-again") == 0) {
+                char *id = strdup(op->entity->id);
+                int r;
+
+                if (!id)
+                        return -ENOMEM;
+                r = ca_module_request_flow(m, op->entity, "cams", "cam-1",
+                                           strcmp(op->flow_id, "ask") == 0 ? "call-7" : "call-8",
+                                           "v=0 OFFER-OF-THE-CALLER", on_requested, id);
+                if (r < 0) {
+                        free(id);
+                        return r;
+                }
+                return ca_flow_op_set_output(op, NULL);
+        }
 
         if (strcmp(op->flow_id, "sync") == 0) {
                 CaMediaLink out = { .media = "hls", .url = "http://127.0.0.1:1/relay.m3u8" };
@@ -85,12 +130,14 @@ static int disconnect_entity(CaModule *m, CaFlowOp *op, char **ret_error, void *
 int main(void) {
         static const char *const rtsp[] = { "rtsp", NULL };
         static const char *const outs[] = { "webrtc", "hls", NULL };
+        static const char *const webrtc[] = { "webrtc", NULL };
         static const CaEntityType types[] = {
                 { .name = "sensor", .description = "a discovered source", .media_out = rtsp },
                 { .name = "relay", .description = "a converter", .media_in = rtsp, .media_out = outs,
                   .config_schema = "{\"type\": \"object\"}" },
+                { .name = "phone", .description = "a call target that answers calls", .media_in = webrtc },
         };
-        const CaModuleInfo info = { .name = "flow-test", .version = "1", .entity_types = types, .n_entity_types = 2 };
+        const CaModuleInfo info = { .name = "flow-test", .version = "1", .entity_types = types, .n_entity_types = 3 };
         const CaModuleCallbacks cb = { .create_entity = create_entity, .connect_entity = connect_entity,
                                        .disconnect_entity = disconnect_entity };
         CaModule *m = NULL;

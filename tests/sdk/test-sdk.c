@@ -4,6 +4,7 @@
  * with media, asynchronous ConnectEntity/DisconnectEntity and the reported events. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -104,6 +105,22 @@ static void on_report_event(RpcServerCall *call, const ProtobufCMessage *request
         }
         snprintf(r->flow_id, sizeof(r->flow_id), "%s", ev->flow_id);
         snprintf(r->reason, sizeof(r->reason), "%s", ev->reason);
+        if (ev->kind == CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_REQUEST) {
+                /* The source and request id in reason; the first request gets a flow, others
+                 * are refused as a module over its limit would be. */
+                snprintf(r->reason, sizeof(r->reason), "%s/%s %s %s", ev->flow_source ? ev->flow_source->module : "-",
+                         ev->flow_source ? ev->flow_source->id : "-", ev->request_id,
+                         ev->link ? ev->link->sdp_type : "-");
+                if (ev->link)
+                        snprintf(r->sdp, sizeof(r->sdp), "%s", ev->link->sdp);
+                if (strcmp(ev->request_id, "call-7") != 0) {
+                        (void)rpc_server_call_fail(call, RPC_RESOURCE_EXHAUSTED, "too many requested flows");
+                        return;
+                }
+                resp.flow_id = (char *)"flow-0123456789abcdef";
+                (void)rpc_server_call_reply(call, &resp.base);
+                return;
+        }
         if (ev->link)
                 snprintf(r->sdp, sizeof(r->sdp), "%s", ev->link->sdp);
         r->n_metrics = ev->n_metrics;
@@ -265,7 +282,10 @@ static void test_token_and_types(void **state) {
         r = call(MS("RegisterModule"), &reg.base, &callassistant__v1__register_module_response__descriptor);
         assert_int_equal(r.status, RPC_OK);
         resp = (Callassistant__V1__RegisterModuleResponse *)r.response;
-        assert_int_equal(resp->n_entity_types, 2);
+        assert_int_equal(resp->n_entity_types, 3);
+        assert_string_equal(resp->entity_types[2]->name, "phone");
+        assert_int_equal(resp->entity_types[2]->n_media_in, 1);
+        assert_string_equal(resp->entity_types[2]->media_in[0], "webrtc");
         assert_string_equal(resp->entity_types[0]->name, "sensor");
         assert_int_equal(resp->entity_types[0]->n_media_in, 0);
         assert_int_equal(resp->entity_types[0]->n_media_out, 1);
@@ -299,12 +319,12 @@ static void test_discovered_entity(void **state) {
         assert_int_equal(n_bad_token, 0);
 }
 
-static char *create_relay(const char *name) {
+static char *create_entity(const char *type, const char *name) {
         Callassistant__V1__CreateEntityRequest ce = CALLASSISTANT__V1__CREATE_ENTITY_REQUEST__INIT;
         Result r;
         char *id;
 
-        ce.type = (char *)"relay";
+        ce.type = (char *)type;
         ce.name = (char *)name;
         ce.config_json = (char *)"{}";
         r = call(MS("CreateEntity"), &ce.base, &callassistant__v1__entity__descriptor);
@@ -312,6 +332,10 @@ static char *create_relay(const char *name) {
         id = strdup(((Callassistant__V1__Entity *)r.response)->id);
         done(&r);
         return id;
+}
+
+static char *create_relay(const char *name) {
+        return create_entity("relay", name);
 }
 
 static Result connect_flow(const char *id, const char *flow, const char *in_media, const char *out_media,
@@ -366,6 +390,72 @@ static void test_connect_async(void **state) {
         ev = wait_reported(CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_SIGNAL, id, "async");
         assert_non_null(ev);
         assert_string_equal(ev->sdp, "v=0 answer-to:OFFER-SDP input:rtsp");
+        assert_int_equal(n_bad_token, 0);
+}
+
+/* The state the module gave an entity in its latest KIND_ENTITY_CHANGED, once it starts with prefix. */
+static const char *wait_entity_state(const char *id, const char *prefix) {
+        struct timespec t0, t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+                for (size_t i = n_reported; i-- > 0;)
+                        if (reported[i].kind == CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_CHANGED &&
+                            strcmp(reported[i].entity_id, id) == 0 &&
+                            strncmp(reported[i].entity_state, prefix, strlen(prefix)) == 0)
+                                return reported[i].entity_state;
+                clock_gettime(CLOCK_MONOTONIC, &t);
+                if (t.tv_sec - t0.tv_sec > 10)
+                        return NULL;
+                (void)sd_event_run(event, 100000);
+        }
+}
+
+static void test_request_flow(void **state) {
+        _cleanup_free_ char *id = create_entity("phone", "front door");
+        Callassistant__V1__ConnectEntityRequest req = CALLASSISTANT__V1__CONNECT_ENTITY_REQUEST__INIT;
+        Callassistant__V1__MediaLink in = CALLASSISTANT__V1__MEDIA_LINK__INIT;
+        Callassistant__V1__ConnectEntityResponse *resp;
+        const Reported *ev;
+        const char *st;
+        Result r;
+
+        /* The module asks for a flow into its entity: the request carries the source, the id
+         * and the caller's offer; the orchestrator's answer (a flow id) reaches the module. */
+        r = connect_flow(id, "ask", NULL, NULL, NULL);
+        assert_int_equal(r.status, RPC_OK);
+        done(&r);
+        ev = wait_reported(CALLASSISTANT__V1__EVENT__KIND__KIND_FLOW_REQUEST, id, NULL);
+        assert_non_null(ev);
+        assert_string_equal(ev->reason, "cams/cam-1 call-7 offer");
+        assert_string_equal(ev->sdp, "v=0 OFFER-OF-THE-CALLER");
+        st = wait_entity_state(id, "requested:");
+        assert_non_null(st);
+        assert_string_equal(st, "requested:flow-0123456789abcdef");
+
+        /* A refusal reaches it as a negative errno (RESOURCE_EXHAUSTED: -EAGAIN). */
+        r = connect_flow(id, "ask-again", NULL, NULL, NULL);
+        assert_int_equal(r.status, RPC_OK);
+        done(&r);
+        st = wait_entity_state(id, "refused:");
+        assert_non_null(st);
+        assert_int_equal(atoi(st + strlen("refused:")), -EAGAIN);
+
+        /* The converter's answer comes back with the request id. */
+        req.id = id;
+        req.flow_id = (char *)"flow-0123456789abcdef";
+        in.media = (char *)"webrtc";
+        in.sdp = (char *)"v=0 ANSWER";
+        in.sdp_type = (char *)"answer";
+        req.input = &in;
+        req.output_media = (char *)"";
+        req.request_id = (char *)"call-7";
+        r = call(MS("ConnectEntity"), &req.base, &callassistant__v1__connect_entity_response__descriptor);
+        assert_int_equal(r.status, RPC_OK);
+        resp = (Callassistant__V1__ConnectEntityResponse *)r.response;
+        assert_non_null(resp->output);
+        assert_string_equal(resp->output->sdp, "took call-7: v=0 ANSWER");
+        done(&r);
         assert_int_equal(n_bad_token, 0);
 }
 
@@ -503,6 +593,7 @@ int main(void) {
                 cmocka_unit_test(test_discovered_entity),
                 cmocka_unit_test(test_connect_async),
                 cmocka_unit_test(test_connect_variants),
+                cmocka_unit_test(test_request_flow),
                 cmocka_unit_test(test_caller_gone),
                 cmocka_unit_test(test_destroy_while_pending),
                 cmocka_unit_test(test_disconnect),
