@@ -42,6 +42,15 @@ TOKEN_METADATA_KEY = "x-call-assistant-module-token"
 TOKEN_CREDENTIAL_NAME = "module-token"
 
 
+class FlowRequestRefused(Exception):
+    """The orchestrator refused a flow request: code is the grpc.StatusCode, details its reason."""
+
+    def __init__(self, code, details):
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
 class EnvironmentError_(Exception):
     """The environment the orchestrator gave us is unusable."""
 
@@ -261,6 +270,26 @@ class OrchestratorClient:
     def report_event(self, event):
         """event: an orchestrator_pb2.Event (entity events, KIND_FLOW_SIGNAL, KIND_FLOW_ENDED)."""
         return self._call("ReportEvent", event)
+
+    def request_flow(self, entity_id, source_module, source_entity, request_id, offer_sdp):
+        """KIND_FLOW_REQUEST (docs/protocol.md, "Flows a module requests"): a flow from
+        source_module/source_entity into our entity entity_id, answering a remote party's
+        WebRTC offer. The converter's answer comes back as ConnectEntity with request_id.
+        Returns the new flow's id; raises FlowRequestRefused with the orchestrator's reason,
+        or ConnectionError when there is no orchestrator to ask. Not best effort: the caller
+        must know whether its call will be answered."""
+        if self._stub is None:
+            raise ConnectionError("no orchestrator to ask for a flow")
+        event = orchestrator_pb2.Event(
+            kind=orchestrator_pb2.Event.KIND_FLOW_REQUEST, module=self._env.module_id,
+            entity=module_pb2.Entity(id=entity_id),
+            flow_source=orchestrator_pb2.EntityRef(module=source_module, id=source_entity),
+            request_id=request_id,
+            link=module_pb2.MediaLink(media="webrtc", sdp_type="offer", sdp=offer_sdp))
+        try:
+            return self._stub.ReportEvent(event, timeout=20.0, metadata=self._metadata()).flow_id
+        except grpc.RpcError as e:
+            raise FlowRequestRefused(e.code(), e.details()) from None
 
     def close(self):
         if self._channel is not None:

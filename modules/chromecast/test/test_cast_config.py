@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.join(os.environ["CA_BUILD_ROOT"], "modules", "chromec
 
 import cast_config  # noqa: E402
 from cast_devices import _safe_url, slug  # noqa: E402
-from module_runtime import ModuleEnv, token_matches  # noqa: E402
+from module_runtime import FlowRequestRefused, ModuleEnv, OrchestratorClient, token_matches  # noqa: E402
 
 
 class ModuleConfig(unittest.TestCase):
@@ -67,3 +67,45 @@ class Runtime(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FlowRequest(unittest.TestCase):
+    """OrchestratorClient.request_flow against a grpcio OrchestratorService on loopback that
+    records the request: the flow's id back, or the refusal as an exception."""
+
+    def test_request_and_refusal(self):
+        from concurrent import futures
+
+        import grpc
+        from callassistant.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+        seen = []
+
+        class Orchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+            def ReportEvent(self, request, context):
+                seen.append((request, dict(context.invocation_metadata())))
+                if request.request_id != "call-1":
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many requested flows")
+                return orchestrator_pb2.ReportEventResponse(flow_id="flow-0123456789abcdef")
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(Orchestrator(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        self.addCleanup(server.stop, None)
+        client = OrchestratorClient(ModuleEnv(1, "chromecast", f"127.0.0.1:{port}", "tok"))
+        self.addCleanup(client.close)
+
+        self.assertEqual(client.request_flow("tv", "cams", "cam-1", "call-1", "v=0 OFFER"), "flow-0123456789abcdef")
+        ev, md = seen[0]
+        self.assertEqual(ev.kind, orchestrator_pb2.Event.KIND_FLOW_REQUEST)
+        self.assertEqual((ev.entity.id, ev.flow_source.module, ev.flow_source.id, ev.request_id),
+                         ("tv", "cams", "cam-1", "call-1"))
+        self.assertEqual((ev.link.media, ev.link.sdp_type, ev.link.sdp), ("webrtc", "offer", "v=0 OFFER"))
+        self.assertEqual(md.get("x-call-assistant-module-token"), "tok")
+        with self.assertRaises(FlowRequestRefused) as e:
+            client.request_flow("tv", "cams", "cam-1", "call-2", "v=0 OFFER")
+        self.assertEqual(e.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(e.exception.details, "too many requested flows")
+        with self.assertRaises(ConnectionError):
+            OrchestratorClient(ModuleEnv(1, "chromecast", None, None)).request_flow("tv", "c", "c", "r", "v=0")
