@@ -25,9 +25,9 @@ import grpc  # noqa: E402
 from callassistant.v1 import module_pb2 as mpb, module_pb2_grpc as mgrpc  # noqa: E402
 from webrtc_receiver import Receiver  # noqa: E402
 from xlang_util import ModuleProcess, free_port, run_tests  # noqa: E402
+from media_util import start_camera, stop_process  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
-CAMERA = os.path.join(SOURCE, "tests", "doubles", "onvif_camera_double.py")
 API_DOUBLE = os.path.join(SOURCE, "tests", "doubles", "go2rtc_api_double.py")
 MODULE_DIR = os.path.join(BUILD, "modules", "go2rtc")
 
@@ -45,13 +45,7 @@ def wait_until(predicate, timeout, what):
 
 class Go2rtcBackend(unittest.TestCase):
     def setUp(self):
-        self.rtsp_port = free_port()
-        self.camera = subprocess.Popen([PYTHON, CAMERA, "--ip", "127.0.0.1", "--no-discovery",
-                                        "--http-port", str(free_port()), "--rtsp-port", str(self.rtsp_port),
-                                        "--width", "320", "--height", "240"],
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
-        self.addCleanup(self.stop, self.camera)
-        self.assertEqual(self.camera.stdout.readline().strip(), "READY")
+        self.rtsp_port = start_camera(self)
         self.real = shutil.which("go2rtc")
         if self.real:
             self.api_port = free_port()
@@ -59,7 +53,7 @@ class Go2rtcBackend(unittest.TestCase):
         else:
             self.api = subprocess.Popen([PYTHON, API_DOUBLE, "--listen", "127.0.0.1:0"],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
-            self.addCleanup(self.stop, self.api)
+            self.addCleanup(stop_process, self.api)
             line = self.api.stdout.readline().split()
             self.assertEqual(line[0], "READY")
             self.api_port = int(line[1])
@@ -72,16 +66,6 @@ class Go2rtcBackend(unittest.TestCase):
         self.md = [("x-call-assistant-module-token", self.mod.token)]
         self.stub = mgrpc.ModuleServiceStub(self.channel)
         self.stub.ApplyConfig(mpb.ApplyConfigRequest(config_json=json.dumps(config)), metadata=self.md, timeout=10)
-
-    @staticmethod
-    def stop(p):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
     def entity(self, eid):
         for e in self.stub.ListEntities(mpb.ListEntitiesRequest(), metadata=self.md, timeout=5).entities:
@@ -134,7 +118,7 @@ class Go2rtcBackend(unittest.TestCase):
                                metadata=md, timeout=10)
         s.ConnectEntity(mpb.ConnectEntityRequest(id=conv2.id, flow_id="h", input=link, output_media="hls"),
                         metadata=md, timeout=10)
-        self.stop(self.api)
+        stop_process(self.api)
         with self.assertRaises(grpc.RpcError) as e:
             s.ConnectEntity(mpb.ConnectEntityRequest(
                 id=conv2.id, flow_id="f4", input=link, output_media="webrtc",

@@ -8,7 +8,6 @@ tests/doubles/onvif_camera_double.py on loopback (RTSP only). Everything listens
 
 import json
 import os
-import subprocess
 import sys
 import time
 import unittest
@@ -23,21 +22,14 @@ sys.path.insert(0, os.path.join(BUILD, "tests", "integration", "pystubs"))
 import grpc  # noqa: E402
 from callassistant.v1 import module_pb2 as mpb, module_pb2_grpc as mgrpc  # noqa: E402
 from xlang_util import ModuleProcess, free_port, run_tests  # noqa: E402
+from media_util import start_camera  # noqa: E402
 
-PYTHON = "/usr/bin/python3"
-CAMERA = os.path.join(SOURCE, "tests", "doubles", "onvif_camera_double.py")
 MODULE_DIR = os.path.join(BUILD, "modules", "go2rtc")
 
 
 class BuiltinHls(unittest.TestCase):
     def setUp(self):
-        self.rtsp_port = free_port()
-        self.camera = subprocess.Popen([PYTHON, CAMERA, "--ip", "127.0.0.1", "--no-discovery",
-                                        "--http-port", str(free_port()), "--rtsp-port", str(self.rtsp_port),
-                                        "--width", "320", "--height", "240"],
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
-        self.addCleanup(self.stop, self.camera)
-        self.assertEqual(self.camera.stdout.readline().strip(), "READY")
+        self.rtsp_port = start_camera(self)
         self.mod = ModuleProcess([os.path.join(MODULE_DIR, "go2rtc-module")], cwd=MODULE_DIR)
         self.addCleanup(self.mod.stop)
         channel = self.mod.wait_ready()
@@ -47,16 +39,6 @@ class BuiltinHls(unittest.TestCase):
         self.config = {"hls_port": 0, "stall_timeout_ms": 1000, "retry_min_ms": 200, "retry_max_ms": 500}
         self.stub.ApplyConfig(mpb.ApplyConfigRequest(config_json=json.dumps(self.config)), metadata=self.md,
                               timeout=10)
-
-    @staticmethod
-    def stop(p):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
     def connect_hls(self, flow_id, url):
         conv = self.stub.CreateEntity(mpb.CreateEntityRequest(type="converter", name=flow_id, config_json="{}"),
