@@ -129,6 +129,15 @@ void manager_entities_reported(Module *m, const Callassistant__V1__Event *ev) {
                 flows_entity_changed(mgr, m->name, ev->entity->id);
                 return;
         }
+        /* A change to an entity we do not know is stale: the module reported it before the
+         * entity was destroyed or removed, and it came in after (events and answers travel on
+         * different connections). Taking it would bring a destroyed converter back. Only
+         * KIND_ENTITY_ADDED, CreateEntity and ListEntities add entities. */
+        if (ev->kind == CALLASSISTANT__V1__EVENT__KIND__KIND_ENTITY_CHANGED &&
+            !entity_registry_find(&mgr->entities, m->name, ev->entity->id)) {
+                log_debug("Module %s: change of unknown entity %s ignored.", m->name, ev->entity->id);
+                return;
+        }
         if (!entity_registry_find(&mgr->entities, m->name, ev->entity->id) &&
             entity_registry_count_module(&mgr->entities, m->name) >= MAX_ENTITIES_PER_MODULE) {
                 log_warning("Module %s: more than %d entities, ignoring entity %s.", m->name,

@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orchestrator_harness import (BUILD, CTL, SOURCE, Orchestrator, grpc, inside, main, opb,  # noqa: E402
+from orchestrator_harness import (BUILD, CTL, SOURCE, Orchestrator, grpc, inside, main, ogrpc, opb,  # noqa: E402
                                   wait_until)
 from callassistant.v1 import module_pb2 as mpb, module_pb2_grpc as mgrpc  # noqa: E402
 
@@ -177,6 +177,38 @@ class Flows(unittest.TestCase):
                    "DestroyEntity tried again")
         wait_until(lambda: self.module_entities(o, "conv") == [], 10, "the converter gone from the registry")
         self.assertEqual(list(o.stub.ListFlows(opb.ListFlowsRequest(), timeout=5).flows), [])
+
+    def test_late_change_does_not_bring_back_a_destroyed_entity(self):
+        # A module reports a change of its converter, and that event reaches the orchestrator
+        # only after the converter was destroyed (events and answers use different
+        # connections): the registry must not list the converter again.
+        o = self.run_orch("flowlate", [fixture("cams", "source"), fixture("conv", "converter"),
+                                       fixture("rooms", "target")])
+        self.wait_entities(o, "cams", 1)
+        self.wait_entities(o, "rooms", 5)
+        flow = self.start(o, ("cams", "cam-1"), ("rooms", "screen-1")).flow
+        conv_id = flow.steps[1].entity_id
+        o.stub.StopFlow(opb.FlowRequest(id=flow.id), timeout=20)
+        listed = lambda module: [e.entity.id for e in o.stub.ListEntities(  # noqa: E731
+            opb.ListEntitiesOfModulesRequest(module=module), timeout=5).entities]
+        self.assertEqual(listed("conv"), [])
+        with open(os.path.join(o.runtime_dir, "credentials", "conv.token")) as f:
+            token = f.read().strip()
+        with grpc.insecure_channel(o.listen) as ch:
+            ogrpc.OrchestratorServiceStub(ch).ReportEvent(
+                opb.Event(kind=opb.Event.KIND_ENTITY_CHANGED,
+                          entity=mpb.Entity(id=conv_id, type="converter", name=f"{flow.id} step 2", state="idle")),
+                metadata=[("x-call-assistant-module-token", token)], timeout=5)
+        # The same event for a known entity is taken (so the one above was not merely lost).
+        with grpc.insecure_channel(o.listen) as ch:
+            ogrpc.OrchestratorServiceStub(ch).ReportEvent(
+                opb.Event(kind=opb.Event.KIND_ENTITY_CHANGED,
+                          entity=mpb.Entity(id="cam-1", type="camera", name="cam-1", state="marker")),
+                metadata=[("x-call-assistant-module-token", open(os.path.join(
+                    o.runtime_dir, "credentials", "cams.token")).read().strip())], timeout=5)
+        wait_until(lambda: any(e.entity.state == "marker" for e in o.stub.ListEntities(
+            opb.ListEntitiesOfModulesRequest(module="cams"), timeout=5).entities), 10, "the change of cam-1")
+        self.assertEqual(listed("conv"), [])
 
     def test_requested_flows_are_limited(self):
         # A module may request flows into its own entities (to answer calls), 16 live at the
