@@ -404,9 +404,15 @@ static void test_events(void **state) {
         assert_non_null(strstr(buf, "{\"module\":\"camera\"}"));
         assert_null(strstr(buf, "{\"module\":\"other\"}"));
 
-        /* Revoking the sessions ends their streams with a logout event. */
+        /* Revoking the sessions ends their streams with a logout event, also while an event
+         * is still being written (the logout then goes with the final send). */
+        b = web_blob_new("event: module\ndata: {\"name\":\"last\"}\n\n",
+                         strlen("event: module\ndata: {\"name\":\"last\"}\n\n"));
+        web_server_broadcast(server, b, NULL);
+        web_blob_unref(b);
         web_server_revoke_sessions(server, NULL);
         assert_true(read_until(all, "event: logout", buf, sizeof(buf)));
+        assert_non_null(strstr(buf, "{\"name\":\"last\"}"));
         close(all);
         /* The other stays open over the server's stop (teardown), and so does an idle
          * keep-alive connection: the stop ends both cleanly. */

@@ -537,14 +537,26 @@ static void stream_finish(Stream *st) {
 
 static void on_stream_proceed(h2o_generator_t *g, h2o_req_t *req) {
         Stream *st = (Stream *)g;
+        h2o_iovec_t buf;
 
         free(st->inflight);
         st->inflight = NULL;
         st->sending = false;
-        if (st->finished)
-                h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-        else
+        if (!st->finished) {
                 stream_send(st);
+                return;
+        }
+        /* Finished while a write was out: what was queued meanwhile (the logout event of a
+         * revoked session) goes with the final send, not lost. */
+        if (st->pending_len == 0) {
+                h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+                return;
+        }
+        st->inflight = st->pending;
+        buf = h2o_iovec_init(st->inflight, st->pending_len);
+        st->pending = NULL;
+        st->pending_len = st->pending_cap = 0;
+        h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
 static void on_stream_stop(h2o_generator_t *g, h2o_req_t *req) {
